@@ -1,0 +1,57 @@
+"""Face alignment: a similarity transform (rotation, uniform scale, shift) mapping the 5 MTCNN landmarks onto a
+fixed template.
+
+The template is the widely used 5-point face template (eyes, nose tip, mouth corners) shrunk towards the centre of
+the crop so that the forehead, the chin and some hair stay in view: they carry age cues (wrinkles, hairline, grey
+hair) that a tight face crop cuts off. Positions are fractions of the crop side, so any output size works; the
+default of 160 px is larger than any of our models' inputs (they resize down).
+
+The same :func:`align_face` is used when preparing training data and at prediction time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from skimage.transform import SimilarityTransform
+
+from faceage.errors import FaceageError
+
+DEFAULT_CROP_SIZE = 160
+
+# The classic 5-point template on a 112×112 face (left eye, right eye, nose, left mouth, right mouth) ...
+_TIGHT_TEMPLATE_112 = np.array(
+    [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]]
+)
+# ... shrunk by this factor around the crop centre and shifted down a little, to keep forehead, chin and hair.
+TEMPLATE_SHRINK = 0.75
+TEMPLATE_SHIFT_Y = -0.01
+TEMPLATE = (_TIGHT_TEMPLATE_112 / 112.0 - 0.5) * TEMPLATE_SHRINK + np.array([0.5, 0.5 + TEMPLATE_SHIFT_Y])
+
+
+@dataclass(frozen=True)
+class AlignedFace:
+    image: np.ndarray  # size×size×3 uint8 RGB
+    matrix: np.ndarray  # 2×3 affine matrix from source pixels to crop pixels
+
+
+def template_points(size: int = DEFAULT_CROP_SIZE) -> np.ndarray:
+    """Where the 5 landmarks land in a size×size aligned crop."""
+    return TEMPLATE * size
+
+
+def align_face(rgb: np.ndarray, landmarks, size: int = DEFAULT_CROP_SIZE) -> AlignedFace:
+    """Warp ``rgb`` so that the 5 ``landmarks`` (x, y) land on the template in a size×size crop."""
+    points = np.asarray(landmarks, dtype=np.float64).reshape(-1, 2)
+    if points.shape != (5, 2) or not np.all(np.isfinite(points)):
+        raise FaceageError(f"alignment needs 5 finite (x, y) landmarks, got an array of shape {points.shape}")
+    if size < 16:
+        raise FaceageError(f"aligned crop size {size} is too small; use at least 16 (default {DEFAULT_CROP_SIZE})")
+    transform = SimilarityTransform.from_estimate(points, template_points(size))
+    if not transform:
+        raise FaceageError("the landmarks are degenerate (all on one point); cannot align this face")
+    matrix = transform.params[:2]
+    crop = cv2.warpAffine(rgb, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return AlignedFace(image=crop, matrix=matrix)
