@@ -6,7 +6,8 @@ the crop so that the forehead, the chin and some hair stay in view: they carry a
 hair) that a tight face crop cuts off. Positions are fractions of the crop side, so any output size works; the
 default of 160 px is larger than any of our models' inputs (they resize down).
 
-The same :func:`align_face` is used when preparing training data and at prediction time.
+Where the template reaches past the photo (UTKFace's aligned chips are cut tight above the eyebrows), the crop is
+black: nothing is invented. The same :func:`align_face` is used when preparing training data and at prediction time.
 """
 
 from __future__ import annotations
@@ -53,5 +54,12 @@ def align_face(rgb: np.ndarray, landmarks, size: int = DEFAULT_CROP_SIZE) -> Ali
     if not transform:
         raise FaceageError("the landmarks are degenerate (all on one point); cannot align this face")
     matrix = transform.params[:2]
-    crop = cv2.warpAffine(rgb, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    crop = cv2.warpAffine(
+        rgb,
+        matrix,
+        (size, size),
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=(0, 0, 0),
+    )
     return AlignedFace(image=crop, matrix=matrix)

@@ -1,0 +1,40 @@
+# faceage: `make demo` runs on photos that ship with the project's dependencies; `make test` runs the tests.
+# Everything is installed into .venv from pinned versions (constraints.txt; torch==2.13.0 CPU, no torchvision).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt
+CORE_STAMP := $(VENV)/.core-installed
+FULL_STAMP := $(VENV)/.full-installed
+
+.PHONY: demo test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# inference + data preparation only (no torch)
+$(CORE_STAMP): $(BIN)/python pyproject.toml constraints.txt
+	$(PIP) -e .
+	touch $@
+
+# everything: training, service, tests
+$(FULL_STAMP): $(BIN)/python pyproject.toml constraints.txt
+	$(PIP) -e ".[train,serve,dev]"
+	touch $@ $(CORE_STAMP)
+
+demo: $(CORE_STAMP)
+	$(BIN)/faceage demo --out demo-output
+
+test: $(FULL_STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(FULL_STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+bench: $(FULL_STAMP)
+	$(BIN)/python benchmarks/prepare.py
+
+clean:
+	rm -rf $(VENV) demo-output .pytest_cache

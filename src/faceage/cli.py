@@ -1,0 +1,197 @@
+"""The ``faceage`` command: parses arguments and calls the rooms; user errors print a message, no traceback."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from faceage import __version__
+from faceage.errors import FaceageError
+
+app = typer.Typer(
+    help="faceage: estimate a person's age from a face photo (offline). Age only: never gender or ethnicity.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+
+def friendly_errors(func):
+    """Turn FaceageError into a one-line message on stderr and exit status 1."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except FaceageError as exc:
+            err_console.print(f"[bold red]error:[/] {exc}")
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=False,
+    )
+
+
+@app.callback(invoke_without_command=True)
+def main(
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+) -> None:
+    if version:
+        console.print(f"faceage {__version__}")
+        raise typer.Exit()
+
+
+@app.command()
+@friendly_errors
+def prepare(
+    sources: Annotated[list[Path], typer.Argument(help="UTKFace.tar.gz, part1/2/3.tar.gz, or extracted folders.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Data folder to write (manifest, crops, report).")],
+    bins: Annotated[str, typer.Option(help="Age bins, e.g. '0-20,21-26,27-35,36-50,51+' or 'quantile:5'.")] = (
+        "0-20,21-26,27-35,36-50,51+"
+    ),
+    split: Annotated[str, typer.Option(help="train/val/test percentages.")] = "70/15/15",
+    seed: Annotated[int, typer.Option(help="Seed of the deterministic split.")] = 0,
+    workers: Annotated[int, typer.Option(help="Worker processes.")] = 2,
+    crop_size: Annotated[int, typer.Option(help="Side of the aligned face crops in pixels.")] = 160,
+    min_score: Annotated[float, typer.Option(help="Lowest MTCNN score accepted as a face.")] = 0.9,
+) -> None:
+    """Labels from UTKFace names, MTCNN face crops, split and data-quality report. Resumable: re-run to continue."""
+    from faceage.bins import AgeBins
+    from faceage.data.split import parse_fractions
+    from faceage.prepare import PrepareConfig
+    from faceage.prepare import prepare as run_prepare
+
+    if not bins.strip().startswith("quantile"):
+        AgeBins.parse(bins)  # fail on a bad spec before any work
+    fractions = parse_fractions(split)
+    config = PrepareConfig(crop_size=crop_size, min_score=min_score)
+    with _progress() as bar:
+        task = bar.add_task("prepare", total=None)
+        summary = run_prepare(
+            sources,
+            out,
+            bins=bins,
+            seed=seed,
+            fractions=fractions,
+            workers=workers,
+            config=config,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
+    table = Table(title=f"prepared {summary.total} files into {out}")
+    table.add_column("status")
+    table.add_column("files", justify="right")
+    table.add_column("share", justify="right")
+    for status, n in sorted(summary.status_counts.items(), key=lambda kv: -kv[1]):
+        table.add_row(status, str(n), f"{n / max(summary.total, 1):.1%}")
+    console.print(table)
+    console.print("split: " + ", ".join(f"{k} {v}" for k, v in sorted(summary.split_counts.items())))
+    console.print(
+        f"{summary.processed_now} files processed in {summary.seconds:.1f} s "
+        f"({summary.images_per_second:.1f} images/s){f', {summary.resumed} resumed' if summary.resumed else ''}; "
+        f"no face detected in {summary.no_face_share:.2%} of named, readable images"
+    )
+    bad = summary.total - summary.status_counts.get("ok", 0)
+    if bad:
+        console.print(f"{bad} files not usable for training: see {out / 'quality.csv'}")
+
+
+@app.command()
+@friendly_errors
+def explore(
+    data_dir: Annotated[Path, typer.Argument(help="Folder written by 'faceage prepare'.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the PNG plots.")],
+) -> None:
+    """The study's plots: age histogram, images per bin, sample crops per bin, composition, data quality."""
+    from faceage.data.explore import explore as run_explore
+
+    result = run_explore(data_dir, out)
+    table = Table(title=f"{data_dir}: usable faces per bin and split")
+    for column in result.table.columns:
+        table.add_column(str(column), justify="right")
+    for row in result.table.itertuples(index=False):
+        table.add_row(*[str(v) for v in row])
+    console.print(table)
+    for path in result.plots:
+        console.print(f"wrote {path}")
+
+
+@app.command()
+@friendly_errors
+def detect(
+    images: Annotated[list[Path], typer.Argument(help="Photos to search for faces.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for annotated images and detections.json.")],
+    min_score: Annotated[float, typer.Option(help="Lowest MTCNN score accepted as a face.")] = 0.9,
+) -> None:
+    """Find faces (boxes, 5 landmarks, scores) with MTCNN; write annotated copies and a JSON."""
+    from faceage.demo import detect_and_annotate
+
+    results = detect_and_annotate({p.name: p for p in images}, out, min_score=min_score)
+    _print_detections(results, out)
+
+
+@app.command()
+@friendly_errors
+def demo(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("demo-output"),
+) -> None:
+    """Run on the photos that ship with scikit-image (astronaut, camera, chelsea): nothing to download."""
+    from faceage.demo import detect_and_annotate, sample_photos
+
+    results = detect_and_annotate(sample_photos(), out)
+    _print_detections(results, out)
+
+
+def _print_detections(results: dict, out: Path) -> None:
+    table = Table(title="faces found")
+    for column in ("image", "faces", "face", "box (x1, y1, x2, y2)", "score"):
+        table.add_column(column)
+    for name, result in results.items():
+        if "error" in result:
+            table.add_row(name, "-", "", f"[red]{result['error']}[/]", "")
+            continue
+        faces = result["faces"]
+        if not faces:
+            table.add_row(name, "0", "", "no face", "")
+        for i, face in enumerate(faces):
+            box = ", ".join(f"{v:.0f}" for v in face["box"])
+            table.add_row(
+                name if i == 0 else "", str(len(faces)) if i == 0 else "", str(i), box, f"{face['score']:.3f}"
+            )
+    console.print(table)
+    console.print(f"wrote annotated images and {out / 'detections.json'}")
+    if any("error" in r for r in results.values()):
+        raise typer.Exit(2)
+
+
+def run() -> None:  # pragma: no cover - console entry point alias
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

@@ -1,0 +1,85 @@
+"""Data sources: UTKFace archives (.tar.gz, read as a stream) and folders, in any mix.
+
+Each file becomes a :class:`SourceItem` whose ``key`` ("<source name>:<path inside>") is stable across machines and
+runs. Archives are read member by member in stream mode, so memory holds one image at a time, never the archive.
+"""
+
+from __future__ import annotations
+
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from faceage.errors import SourceError
+
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".tar.bz2", ".tar.xz")
+
+
+@dataclass(frozen=True)
+class SourceItem:
+    source: str  # name of the archive or folder, e.g. "UTKFace.tar.gz"
+    member: str  # path inside it, POSIX separators, e.g. "UTKFace/1_0_0_2017….jpg.chip.jpg"
+    data: bytes
+
+    @property
+    def key(self) -> str:
+        return f"{self.source}:{self.member}"
+
+
+def _is_archive(path: Path) -> bool:
+    return path.is_file() and path.name.lower().endswith(ARCHIVE_SUFFIXES)
+
+
+def check_sources(paths: list[Path]) -> list[Path]:
+    """Validate source paths up front so a typo fails before any work is done."""
+    if not paths:
+        raise SourceError("no source given: pass UTKFace.tar.gz, its folder, or part1/2/3 archives or folders")
+    seen: dict[str, Path] = {}
+    for path in paths:
+        if not path.exists():
+            raise SourceError(f"{path}: no such file or folder; give the UTKFace archive or an extracted folder")
+        if not (path.is_dir() or _is_archive(path)):
+            raise SourceError(f"{path}: not a folder or a .tar.gz/.tar archive; give UTKFace.tar.gz or a folder")
+        if path.name in seen:
+            raise SourceError(f"two sources are both named '{path.name}' ({seen[path.name]} and {path}); rename one")
+        seen[path.name] = path
+    return paths
+
+
+def iter_items(paths: list[Path]) -> Iterator[SourceItem]:
+    """Every regular file of every source, archives streamed, folders in sorted order."""
+    for path in check_sources(paths):
+        if path.is_dir():
+            for file in sorted(p for p in path.rglob("*") if p.is_file()):
+                yield SourceItem(path.name, file.relative_to(path).as_posix(), file.read_bytes())
+        else:
+            yield from _iter_archive(path)
+
+
+def _iter_archive(path: Path) -> Iterator[SourceItem]:
+    try:
+        with tarfile.open(path, mode="r|*") as tar:
+            for member in tar:
+                if not member.isfile():
+                    continue
+                handle = tar.extractfile(member)
+                data = handle.read() if handle is not None else b""
+                yield SourceItem(path.name, member.name, data)
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise SourceError(f"{path}: cannot read the archive ({exc}); is the download complete?") from None
+
+
+def count_items(paths: list[Path]) -> int:
+    """Number of files in the sources (reads archive headers; used for the progress bar)."""
+    total = 0
+    for path in check_sources(paths):
+        if path.is_dir():
+            total += sum(1 for p in path.rglob("*") if p.is_file())
+        else:
+            try:
+                with tarfile.open(path, mode="r|*") as tar:
+                    total += sum(1 for m in tar if m.isfile())
+            except (tarfile.TarError, EOFError, OSError) as exc:
+                raise SourceError(f"{path}: cannot read the archive ({exc}); is the download complete?") from None
+    return total

@@ -1,0 +1,80 @@
+"""Shared fixtures: real data from ../shared (skipped with a visible reason when absent) and scikit-image photos."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from faceage.data.utkface import BadName, parse_name
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(__import__("os").environ.get("FACEAGE_SHARED_DATA", REPO.parent / "shared" / "data")).resolve()
+ARCHIVE = SHARED_DATA / "UTKFace.tar.gz"
+PHOTOS = SHARED_DATA / "photos"
+SUBSET_STEP = 64  # every 64th member of the sorted archive, plus every malformed name: ~300 files
+
+
+def _need(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"needs {path} (the shared data beside the repo); CI always has it")
+    return path
+
+
+@pytest.fixture(scope="session")
+def archive() -> Path:
+    return _need(ARCHIVE)
+
+
+@pytest.fixture(scope="session")
+def photos() -> Path:
+    return _need(PHOTOS)
+
+
+@pytest.fixture(scope="session")
+def utk_subset(tmp_path_factory, archive) -> Path:
+    """A fixed ~300-file subset of the UTKFace archive extracted to a folder named 'UTKFace' (names kept)."""
+    root = tmp_path_factory.mktemp("utk") / "UTKFace"
+    root.mkdir()
+    with tarfile.open(archive) as tar:
+        members = sorted((m for m in tar.getmembers() if m.isfile()), key=lambda m: m.name)
+        for i, member in enumerate(members):
+            name = Path(member.name).name
+            try:
+                parse_name(name)
+                wanted = i % SUBSET_STEP == 0
+            except BadName:
+                wanted = True
+            if wanted:
+                (root / name).write_bytes(tar.extractfile(member).read())
+    return root
+
+
+@pytest.fixture(scope="session")
+def utk_faces(utk_subset) -> list[tuple[Path, int]]:
+    """(path, age) of the well-named files of the subset."""
+    out = []
+    for path in sorted(utk_subset.iterdir()):
+        try:
+            out.append((path, parse_name(path.name).age))
+        except BadName:
+            pass
+    return out
+
+
+@pytest.fixture(scope="session")
+def astronaut() -> np.ndarray:
+    from skimage import data
+
+    return data.astronaut()
+
+
+def jpeg_bytes(array: np.ndarray, quality: int = 90) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()

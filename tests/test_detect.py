@@ -1,0 +1,116 @@
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from skimage import data
+
+from faceage.detect import MTCNN, Detection, DetectorConfig, align_face, main_face, template_points
+from faceage.detect.mtcnn import nms
+from faceage.errors import FaceageError
+from faceage.images import load_rgb
+
+FIXTURE = Path(__file__).parent / "fixtures" / "mtcnn_reference.json"
+
+
+@pytest.fixture(scope="module")
+def detector() -> MTCNN:
+    return MTCNN()
+
+
+def iou(a, b) -> float:
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = w * h
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+@pytest.mark.parametrize(("name", "count"), [("astronaut", 1), ("camera", 1), ("chelsea", 0)])
+def test_scikit_image_photos(detector, name, count):
+    assert len(detector.detect(load_rgb(getattr(data, name)()))) == count
+
+
+def test_astronaut_box_is_on_her_face(detector, astronaut):
+    (face,) = detector.detect(astronaut)
+    assert iou(face.box, (182, 64, 265, 171)) > 0.9  # reference MTCNN's box
+    left_eye, right_eye = face.landmarks[0], face.landmarks[1]
+    assert left_eye[0] < right_eye[0] and abs(left_eye[1] - right_eye[1]) < 10
+
+
+@pytest.mark.parametrize(
+    ("photo", "count"),
+    [
+        ("multiface.jpg", 6),
+        ("group-five.jpg", 5),
+        ("portrait-angelina_jolie.jpg", 1),
+        ("portrait-kate_siegel.jpg", 1),
+        ("portrait-paul_rudd.jpg", 1),
+        ("portrait-shea_whigham.jpg", 1),
+    ],
+)
+def test_expected_faces_in_real_photos(detector, photos, photo, count):
+    faces = detector.detect(load_rgb(photos / photo))
+    assert len(faces) == count
+    assert all(f.score >= 0.9 for f in faces)
+
+
+def _reference_image(key: str, photos: Path, archive: Path) -> np.ndarray:
+    source, name = key.split("/", 1)
+    if source == "photos":
+        return load_rgb(photos / name)
+    if source == "skimage":
+        return load_rgb(getattr(data, name)())
+    with tarfile.open(archive) as tar:
+        return load_rgb(io.BytesIO(tar.extractfile(name).read()).getvalue())
+
+
+def test_parity_with_reference_mtcnn(photos, archive):
+    """Every face the reference implementation finds is found here with IoU >= 0.9 (same cascade thresholds)."""
+    reference = json.loads(FIXTURE.read_text())
+    thresholds = reference["meta"]["thresholds"]
+    detector = MTCNN(DetectorConfig(min_score=thresholds["threshold_onet"], min_face_fraction=0.0))
+    worst = 1.0
+    for key, faces in reference["images"].items():
+        ours = detector.detect(_reference_image(key, photos, archive))
+        assert len(ours) == len(faces), key
+        for face in faces:
+            best = max((iou(face["box"], d.box) for d in ours), default=0.0)
+            worst = min(worst, best)
+            assert best >= 0.9, (key, face, best)
+    assert worst >= 0.9
+
+
+def test_alignment_puts_eyes_on_the_template(detector, photos):
+    rgb = load_rgb(photos / "multiface.jpg")
+    for face in detector.detect(rgb):
+        for size in (112, 160):
+            aligned = align_face(rgb, face.landmarks, size=size)
+            assert aligned.image.shape == (size, size, 3)
+            mapped = cv2.transform(np.array([face.landmarks]), aligned.matrix)[0]
+            eyes_error = np.abs(mapped[:2] - template_points(size)[:2]).max()
+            assert eyes_error < 0.04 * size  # a few pixels
+
+
+def test_alignment_refuses_bad_landmarks(astronaut):
+    with pytest.raises(FaceageError, match="5 finite"):
+        align_face(astronaut, [(1, 2), (3, 4)])
+    with pytest.raises(FaceageError, match="degenerate"):
+        align_face(astronaut, [(5, 5)] * 5)
+
+
+def test_main_face_prefers_large_central_faces():
+    big_corner = Detection((0, 0, 50, 50), ((0, 0),) * 5, 0.99)
+    central = Detection((80, 80, 124, 124), ((0, 0),) * 5, 0.95)
+    tiny_centre = Detection((95, 95, 105, 105), ((0, 0),) * 5, 0.99)
+    assert main_face([big_corner, central, tiny_centre], 200, 200) is central
+    assert main_face([], 200, 200) is None
+
+
+def test_nms_keeps_best_and_removes_overlaps():
+    boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60]], dtype=float)
+    scores = np.array([0.8, 0.9, 0.7])
+    assert nms(boxes, scores, 0.5).tolist() == [1, 2]
+    assert nms(boxes, scores, 0.9).tolist() == [1, 0, 2]

@@ -1,0 +1,69 @@
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from faceage.cli import app
+from faceage.data.explore import explore
+from faceage.prepare import prepare
+
+runner = CliRunner()
+
+
+def test_explore_writes_every_plot_and_a_balanced_table(prepared, tmp_path):
+    _, manifest, data_dir = prepared
+    result = explore(data_dir, tmp_path / "plots")
+    names = sorted(p.name for p in result.plots)
+    assert names == sorted(["age_histogram.png", "images_per_bin.png", "samples_per_bin.png", "composition.png",
+                            "quality.png"])  # fmt: skip
+    for path in result.plots:
+        with Image.open(path) as image:
+            assert image.width > 300 and image.height > 200
+    assert result.table["bin"].tolist() == ["0-20", "21-26", "27-35", "36-50", "51+"]
+    assert int(result.table["total"].sum()) == int((manifest["status"] == "ok").sum())
+
+
+def test_cli_prepare_reports_bad_bins_without_traceback(tmp_path, utk_subset):
+    result = runner.invoke(app, ["prepare", str(utk_subset), "--out", str(tmp_path / "o"), "--bins", "0-20,25+"])
+    assert result.exit_code == 1
+    assert "gap between bins" in result.output and "Traceback" not in result.output
+
+
+def test_cli_explore_missing_data_dir(tmp_path):
+    result = runner.invoke(app, ["explore", str(tmp_path), "--out", str(tmp_path / "p")])
+    assert result.exit_code == 1 and "faceage prepare" in result.output
+
+
+def test_demo_lists_one_face_for_astronaut_and_none_for_chelsea(tmp_path):
+    """What `make demo` runs, as a fresh process."""
+    out = tmp_path / "demo-output"
+    run = subprocess.run([sys.executable, "-m", "faceage.cli", "demo", "--out", str(out)], capture_output=True,
+                         text=True, timeout=300)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    detections = json.loads((out / "detections.json").read_text())
+    assert len(detections["astronaut"]["faces"]) == 1
+    assert len(detections["camera"]["faces"]) == 1
+    assert detections["chelsea"]["faces"] == []
+    assert (out / "astronaut.annotated.jpg").is_file()
+    assert "astronaut" in run.stdout and "no face" in run.stdout
+
+
+def test_detect_command_keeps_going_past_an_unreadable_file(tmp_path, photos):
+    bad = tmp_path / "broken.jpg"
+    bad.write_text("nope")
+    result = runner.invoke(app, ["detect", str(photos / "multiface.jpg"), str(bad), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    detections = json.loads((tmp_path / "o" / "detections.json").read_text())
+    assert len(detections["multiface.jpg"]["faces"]) == 6
+    assert "not an image" in detections["broken.jpg"]["error"]
+
+
+@pytest.fixture(scope="module")
+def prepared(utk_subset, tmp_path_factory):
+    out = tmp_path_factory.mktemp("explore")
+    summary = prepare([utk_subset], out, workers=2)
+    return summary, pd.read_parquet(out / "manifest.parquet"), out
