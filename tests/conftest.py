@@ -54,6 +54,16 @@ def utk_subset(tmp_path_factory, archive) -> Path:
 
 
 @pytest.fixture(scope="session")
+def prepared_subset(utk_subset, tmp_path_factory) -> Path:
+    """The subset after `faceage prepare` (default bins and split): a DATA_DIR for training and evaluation tests."""
+    from faceage.prepare import prepare
+
+    out = tmp_path_factory.mktemp("prepared-subset")
+    prepare([utk_subset], out, workers=2)
+    return out
+
+
+@pytest.fixture(scope="session")
 def utk_faces(utk_subset) -> list[tuple[Path, int]]:
     """(path, age) of the well-named files of the subset."""
     out = []

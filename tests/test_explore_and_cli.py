@@ -3,19 +3,18 @@ import subprocess
 import sys
 
 import pandas as pd
-import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
 from faceage.cli import app
 from faceage.data.explore import explore
-from faceage.prepare import prepare
 
 runner = CliRunner()
 
 
-def test_explore_writes_every_plot_and_a_balanced_table(prepared, tmp_path):
-    _, manifest, data_dir = prepared
+def test_explore_writes_every_plot_and_a_balanced_table(prepared_subset, tmp_path):
+    data_dir = prepared_subset
+    manifest = pd.read_parquet(data_dir / "manifest.parquet")
     result = explore(data_dir, tmp_path / "plots")
     names = sorted(p.name for p in result.plots)
     assert names == sorted(["age_histogram.png", "images_per_bin.png", "samples_per_bin.png", "composition.png",
@@ -60,10 +59,3 @@ def test_detect_command_keeps_going_past_an_unreadable_file(tmp_path, photos):
     detections = json.loads((tmp_path / "o" / "detections.json").read_text())
     assert len(detections["multiface.jpg"]["faces"]) == 6
     assert "not an image" in detections["broken.jpg"]["error"]
-
-
-@pytest.fixture(scope="module")
-def prepared(utk_subset, tmp_path_factory):
-    out = tmp_path_factory.mktemp("explore")
-    summary = prepare([utk_subset], out, workers=2)
-    return summary, pd.read_parquet(out / "manifest.parquet"), out

@@ -167,6 +167,70 @@ def demo(
     _print_detections(results, out)
 
 
+@app.command()
+@friendly_errors
+def models() -> None:
+    """The model registry: name, head, input, parameter count, the study's counterpart."""
+    from faceage.models import count_parameters, list_models
+
+    table = Table(title="faceage models")
+    for column in ("name", "predicts", "input", "parameters", "study (val acc)", "description"):
+        table.add_column(column)
+    for info in list_models():
+        p = info.preprocessing
+        predicts = "age bins (cross-entropy)" if info.head == "bins" else "ages 0-100 (distribution)"
+        table.add_row(info.name, predicts, f"{p.input_size}px, crop {p.crop_fraction:.0%}",
+                      f"{count_parameters(info.build(5)):,}", info.study or "-", info.description)  # fmt: skip
+    console.print(table)
+
+
+@app.command()
+@friendly_errors
+def train(
+    data_dir: Annotated[Path, typer.Argument(help="Folder written by 'faceage prepare'.")],
+    model: Annotated[str, typer.Option("--model", "-m", help="Registry name (see 'faceage models').")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder, e.g. runs/transfer.")],
+    epochs: Annotated[int | None, typer.Option(help="Override the recipe's epochs.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Override the recipe's batch size.")] = None,
+    lr: Annotated[float | None, typer.Option(help="Override the recipe's learning rate.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed: same seed, same numbers on the same machine.")] = 0,
+    max_minutes: Annotated[float | None, typer.Option(help="Stop training after this many minutes.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
+    accelerator: Annotated[str, typer.Option(help="Lightning accelerator: cpu, gpu, auto.")] = "cpu",
+    devices: Annotated[str, typer.Option(help="Lightning devices, e.g. 1, 4 or auto.")] = "1",
+    strategy: Annotated[str, typer.Option(help="Lightning strategy, e.g. auto or ddp.")] = "auto",
+    workers: Annotated[int, typer.Option(help="Data-loader worker processes.")] = 0,
+    limit: Annotated[int | None, typer.Option(help="Use at most this many faces per split (quick runs).")] = None,
+) -> None:
+    """Train a registered model on a prepared data folder (Lightning): checkpoints, metrics.csv, summary.json."""
+    from faceage.train.run import train_model
+
+    parsed_devices: str | int = int(devices) if devices.isdigit() else devices
+    result = train_model(data_dir, model, out, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                         max_minutes=max_minutes, resume=resume, accelerator=accelerator, devices=parsed_devices,
+                         strategy=strategy, num_workers=workers, limit=limit)  # fmt: skip
+    print_summary(result.summary)
+
+
+def print_summary(summary: dict) -> None:
+    table = Table(title=f"{summary['model']}: best checkpoint (epoch {summary['best_epoch']})")
+    for column in ("split", "faces", "bin accuracy", "MAE (years)"):
+        table.add_column(column, justify="right")
+    for split in ("train", "val", "test"):
+        table.add_row(
+            split, str(summary[f"{split}_n"]), f"{summary[f'{split}_acc']:.1%}", f"{summary[f'{split}_mae']:.2f}"
+        )
+    console.print(table)
+    bands = Table(title="test errors by true age band (bias > 0: aged up)")
+    for column in ("band", "faces", "MAE", "bias"):
+        bands.add_column(column, justify="right")
+    for row in summary["test_bands"]:
+        fmt = lambda v: "-" if v is None else f"{v:+.2f}" if v < 0 or v > 0 else "0.00"  # noqa: E731
+        bands.add_row(row["band"], str(row["n"]), "-" if row["mae"] is None else f"{row['mae']:.2f}", fmt(row["bias"]))
+    console.print(bands)
+    console.print(f"{summary['parameters']:,} parameters, {summary['train_minutes']:.1f} min of training")
+
+
 def _print_detections(results: dict, out: Path) -> None:
     table = Table(title="faces found")
     for column in ("image", "faces", "face", "box (x1, y1, x2, y2)", "score"):

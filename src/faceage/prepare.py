@@ -39,7 +39,7 @@ from faceage.data.manifest import (
 from faceage.data.sources import SourceItem, count_items, iter_items
 from faceage.data.split import assign_split
 from faceage.data.utkface import BadName, parse_name
-from faceage.detect import DEFAULT_CROP_SIZE, MTCNN, DetectorConfig, align_face, main_face
+from faceage.detect import ALIGNMENT_VERSION, DEFAULT_CROP_SIZE, MTCNN, DetectorConfig, align_face, main_face
 from faceage.errors import FaceageError, ImageError
 from faceage.images import load_rgb
 
@@ -55,6 +55,7 @@ class PrepareConfig:
     jpeg_quality: int = 95
     min_face_size: int = 20
     min_score: float = 0.9
+    alignment: str = ALIGNMENT_VERSION
 
     def detector(self) -> DetectorConfig:
         return DetectorConfig(min_face_size=self.min_face_size, min_score=self.min_score, threads=1)

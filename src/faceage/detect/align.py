@@ -7,7 +7,11 @@ hair) that a tight face crop cuts off. Positions are fractions of the crop side,
 default of 160 px is larger than any of our models' inputs (they resize down).
 
 Where the template reaches past the photo (UTKFace's aligned chips are cut tight above the eyebrows), the crop is
-black: nothing is invented. The same :func:`align_face` is used when preparing training data and at prediction time.
+filled by mirroring the photo at its edge (OpenCV's BORDER_REFLECT_101). Measured on 800 validation faces, the
+pretrained Cydral age network errs far less on mirrored borders than on black ones (MAE 7.0 vs 9.4 years at a 70%
+centre crop), and mirrored borders look more like the real context a photo has at prediction time. The same
+:func:`align_face` is used when preparing training data and at prediction time; ``ALIGNMENT_VERSION`` names this
+template and border so that data prepared with another one is never mixed in.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from skimage.transform import SimilarityTransform
 from faceage.errors import FaceageError
 
 DEFAULT_CROP_SIZE = 160
+ALIGNMENT_VERSION = "5pt-shrink0.75-reflect"
 
 # The classic 5-point template on a 112×112 face (left eye, right eye, nose, left mouth, right mouth) ...
 _TIGHT_TEMPLATE_112 = np.array(

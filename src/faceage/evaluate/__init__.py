@@ -1,0 +1,1 @@
+"""Evaluation: metrics (numpy/pandas), fairness audit, reports."""

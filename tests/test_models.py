@@ -1,0 +1,61 @@
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from faceage.detect import MTCNN, align_face
+from faceage.errors import FaceageError
+from faceage.images import load_rgb
+from faceage.models import count_parameters, get_model_info, list_models
+from faceage.models.transfer import TRANSFER_INPUT, CydralResNet10, cydral_onnx_path
+
+
+@pytest.mark.parametrize("info", list_models(), ids=lambda info: info.name)
+def test_every_registered_model_builds_with_the_right_output_shape(info):
+    model = info.build(n_bins=5).eval()
+    size = info.preprocessing.input_size
+    with torch.no_grad():
+        out = model(torch.zeros(3, 3, size, size))
+    assert out.shape == (3, 5 if info.head == "bins" else 101)
+    assert count_parameters(model) > 10_000
+
+
+def test_ladder_and_modern_models_are_registered():
+    names = {info.name for info in list_models()}
+    assert {"dense", "cnn1", "cnn2", "cnn3", "resnet", "transfer", "transfer-frozen"} <= names
+    with pytest.raises(FaceageError, match="faceage models"):
+        get_model_info("vgg99")
+
+
+@pytest.fixture(scope="module")
+def cydral():
+    return CydralResNet10(81).load_cydral_weights().eval(), ort.InferenceSession(
+        str(cydral_onnx_path()), providers=["CPUExecutionProvider"]
+    )
+
+
+def _compare(cydral, x: np.ndarray) -> float:
+    net, session = cydral
+    reference = session.run(None, {"images": x.astype(np.float32)})[0]
+    with torch.no_grad():
+        ours = torch.softmax(net(torch.from_numpy(x.astype(np.float32))), dim=1).numpy()
+    return float(np.abs(reference - ours).max())
+
+
+def test_transfer_backbone_matches_onnxruntime_on_random_inputs(cydral):
+    x = np.random.default_rng(0).normal(0, 0.5, (8, 3, 64, 64))
+    assert _compare(cydral, x) <= 1e-4
+
+
+def test_transfer_backbone_matches_onnxruntime_on_real_faces(cydral, photos):
+    rgb = load_rgb(photos / "multiface.jpg")
+    crops = [TRANSFER_INPUT.resize(align_face(rgb, d.landmarks).image) for d in MTCNN().detect(rgb)]
+    x = TRANSFER_INPUT.normalize(np.stack(crops))
+    assert len(x) == 6 and _compare(cydral, x) <= 1e-4
+
+
+def test_transfer_head_starts_from_the_original_ages(cydral):
+    net, _ = cydral
+    extended = CydralResNet10(101).load_cydral_weights()
+    torch.testing.assert_close(extended.head.weight[:81], net.head.weight)
+    torch.testing.assert_close(extended.head.weight[100], net.head.weight[80])

@@ -1,0 +1,70 @@
+"""Training on ~64 real faces for a few steps: the loss falls, checkpoints round-trip, --resume continues."""
+
+import json
+
+import lightning as L
+import pandas as pd
+import pytest
+import torch
+
+from faceage.errors import FaceageError
+from faceage.train.data import FaceDataModule
+from faceage.train.module import AgeModule
+from faceage.train.run import predict_split, train_model
+
+
+def test_tiny_training_lowers_the_loss(prepared_subset, tmp_path):
+    result = train_model(prepared_subset, "cnn3", tmp_path / "run", epochs=8, batch_size=16, limit=64, progress=False)
+    metrics = pd.read_csv(tmp_path / "run" / "metrics.csv")
+    losses = metrics["train_loss"].dropna().tolist()
+    assert len(losses) >= 3 and losses[-1] < 0.8 * losses[0]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary == json.loads(json.dumps(result.summary))
+    assert {"train_acc", "val_acc", "test_acc", "test_mae", "test_bands", "parameters"} <= set(summary)
+    assert (tmp_path / "run" / "checkpoints" / "best.ckpt").is_file()
+
+
+def test_same_seed_same_numbers(prepared_subset, tmp_path):
+    for name in ("a", "b"):
+        train_model(prepared_subset, "cnn1", tmp_path / name, epochs=2, limit=64, seed=3, progress=False)
+    a, b = (pd.read_csv(tmp_path / name / "metrics.csv") for name in ("a", "b"))
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_checkpoint_carries_preprocessing_and_bins_and_round_trips(prepared_subset, tmp_path):
+    from faceage.models import get_model_info
+
+    info = get_model_info("transfer")
+    datamodule = FaceDataModule(prepared_subset, info.preprocessing, batch_size=16, augment=False, limit=32)
+    module = AgeModule("transfer", datamodule.bins.spec, info.preprocessing.to_dict(), info.head,
+                       {"lr": 1e-3, "weight_decay": 0.0, "optimizer": "adamw", "epochs": 1},
+                       datamodule.bin_representative_ages().tolist())  # fmt: skip
+    trainer = L.Trainer(max_steps=2, logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    trainer.fit(module, datamodule=datamodule)
+    path = tmp_path / "model.ckpt"
+    trainer.save_checkpoint(path)
+    loaded = AgeModule.load_from_checkpoint(path, map_location="cpu")
+    assert loaded.hparams.preprocessing == info.preprocessing.to_dict()
+    assert loaded.hparams.bins == "0-20,21-26,27-35,36-50,51+" and loaded.hparams.model_name == "transfer"
+    before = predict_split(module, datamodule, "val")
+    after = predict_split(loaded, datamodule, "val")
+    for x, y in zip(before, after, strict=True):
+        torch.testing.assert_close(torch.from_numpy(x), torch.from_numpy(y), rtol=0, atol=0)
+
+
+def test_resume_continues_from_the_last_step(prepared_subset, tmp_path):
+    out = tmp_path / "run"
+    train_model(prepared_subset, "cnn1", out, epochs=2, limit=64, progress=False)
+    with pytest.raises(FaceageError, match="--resume"):
+        train_model(prepared_subset, "cnn1", out, epochs=2, limit=64, progress=False)
+    result = train_model(prepared_subset, "cnn1", out, epochs=4, limit=64, resume=True, progress=False)
+    metrics = pd.read_csv(out / "metrics.csv")
+    epochs = metrics.dropna(subset=["train_loss"])
+    assert epochs["epoch"].tolist() == [0, 1, 2, 3]
+    assert epochs["step"].is_monotonic_increasing
+    assert result.summary["epochs_run"] == 4
+
+
+def test_resume_without_a_run_says_so(prepared_subset, tmp_path):
+    with pytest.raises(FaceageError, match="nothing to resume"):
+        train_model(prepared_subset, "cnn1", tmp_path / "none", resume=True, progress=False)
