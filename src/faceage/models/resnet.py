@@ -7,7 +7,7 @@ from torch import nn
 from faceage.models.registry import Recipe, register_model
 from faceage.preprocessing import Preprocessing
 
-RESNET_INPUT = Preprocessing(input_size=64, crop_fraction=0.8, mean=(127.5,) * 3, std=(64.0,) * 3)
+RESNET_INPUT = Preprocessing(input_size=64, crop_fraction=0.75, center_y=0.55, mean=(127.5,) * 3, std=(64.0,) * 3)
 
 
 class BasicBlock(nn.Module):

@@ -12,7 +12,7 @@ from torch import nn
 from faceage.models.registry import Recipe, register_model
 from faceage.preprocessing import Preprocessing
 
-SEED_INPUT = Preprocessing(input_size=64, crop_fraction=0.8, mean=(127.5,) * 3, std=(127.5,) * 3)
+SEED_INPUT = Preprocessing(input_size=64, crop_fraction=0.75, center_y=0.55, mean=(127.5,) * 3, std=(127.5,) * 3)
 
 
 def _conv(c_in: int, c_out: int, batch_norm: bool = False) -> list[nn.Module]:

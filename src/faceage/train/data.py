@@ -36,7 +36,10 @@ def augmentation() -> A.Compose:
     return A.Compose(
         [
             A.HorizontalFlip(p=0.5),
-            A.Affine(scale=(0.9, 1.1), translate_percent=(-0.05, 0.05), rotate=(-10, 10), border_mode=cv2.BORDER_REFLECT_101, p=0.8),
+            A.Affine(
+                scale=(0.9, 1.1), translate_percent=(-0.05, 0.05), rotate=(-10, 10),
+                border_mode=cv2.BORDER_REFLECT_101, p=0.8,
+            ),
             A.ColorJitter(brightness=0.25, contrast=0.25, saturation=0.25, hue=0.03, p=0.7),
             A.ToGray(p=0.05),
             A.GaussianBlur(blur_limit=(3, 5), p=0.1),
@@ -56,7 +59,7 @@ def load_split_arrays(
         raise FaceageError(f"{data_dir}: no usable faces in the manifest; check {data_dir / 'quality.csv'}")
     fingerprint = hashlib.sha1("\n".join(usable["key"] + usable["sha1"]).encode()).hexdigest()[:12]
     p = preprocessing
-    cache = data_dir / "cache" / f"faces-{p.input_size}px-crop{p.crop_fraction:.2f}-{fingerprint}.npz"
+    cache = data_dir / "cache" / f"faces-{p.input_size}px-crop{p.crop_fraction:.2f}-y{p.center_y:.2f}-{fingerprint}.npz"
     if cache.is_file():
         with np.load(cache) as stored:
             images = stored["images"]
@@ -116,8 +119,16 @@ class FaceDataset(Dataset):
 
 
 class FaceDataModule(L.LightningDataModule):
-    def __init__(self, data_dir: Path, preprocessing: Preprocessing, bins: AgeBins | None = None,
-                 batch_size: int = 64, augment: bool = True, num_workers: int = 0, limit: int | None = None):  # fmt: skip
+    def __init__(
+        self,
+        data_dir: Path,
+        preprocessing: Preprocessing,
+        bins: AgeBins | None = None,
+        batch_size: int = 64,
+        augment: bool = True,
+        num_workers: int = 0,
+        limit: int | None = None,
+    ):
         super().__init__()
         self.data_dir, self.preprocessing = Path(data_dir), preprocessing
         self.bins = bins or AgeBins.parse(load_meta(self.data_dir)["bins"])

