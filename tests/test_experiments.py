@@ -6,7 +6,9 @@ from faceage.experiments import bands_table, ladder_table
 SUMMARY = {
     "model": "transfer", "description": "d", "head": "ages", "train_acc": 0.8, "val_acc": 0.7, "test_acc": 0.71,
     "test_mae": 4.9, "parameters": 2694757, "train_minutes": 12.3,
-    "test_bands": [{"band": "0-12", "n": 3, "mae": 2.0, "bias": 1.0}, {"band": "60+", "n": 0, "mae": None, "bias": None}],
+    "test_bands": [
+        {"band": "0-12", "n": 3, "mae": 2.0, "bias": 1.0}, {"band": "60+", "n": 0, "mae": None, "bias": None},
+    ],
 }  # fmt: skip
 PEER = {"answered": 9, "n": 10, "acc": 0.57, "mae": 6.4, "bands": [{"band": "0-12", "n": 3, "mae": 4.0, "bias": 3.0}]}
 
