@@ -68,3 +68,18 @@ def test_resume_continues_from_the_last_step(prepared_subset, tmp_path):
 def test_resume_without_a_run_says_so(prepared_subset, tmp_path):
     with pytest.raises(FaceageError, match="nothing to resume"):
         train_model(prepared_subset, "cnn1", tmp_path / "none", resume=True, progress=False)
+
+
+def test_train_command_prints_splits_and_age_bands(prepared_subset, tmp_path):
+    from typer.testing import CliRunner
+
+    from faceage.cli import app
+
+    out = tmp_path / "cli-run"
+    args = ["train", str(prepared_subset), "--model", "cnn1", "--out", str(out), "--epochs", "1", "--limit", "32"]
+    result = CliRunner().invoke(app, args, env={"COLUMNS": "160"})
+    assert result.exit_code == 0, result.output
+    for text in ("train", "val", "test", "13-17", "60+", "parameters"):
+        assert text in result.output
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 1 and "--resume" in again.output and "Traceback" not in again.output

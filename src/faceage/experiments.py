@@ -54,7 +54,8 @@ def ladder_table(summaries: list[dict], peer: dict | None) -> str:
         "train minutes (2 cores) |",
         "|---|---|---|---|---|---|---|",
     ]
-    for s in summaries:
+    order = {name: i for i, name in enumerate(LADDER)}
+    for s in sorted(summaries, key=lambda s: order.get(s["model"], len(order))):
         study = STUDY_VAL.get(s["model"], "~0.59 (VGG16 transfer)" if s["model"].startswith("transfer") else "-")
         accs = f"{s['train_acc']:.1%} / {s['val_acc']:.1%} / **{s['test_acc']:.1%}**"
         mae = f"{s['test_mae']:.2f}" + (" (bin medians)" if s["head"] == "bins" else "")

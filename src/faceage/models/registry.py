@@ -33,6 +33,8 @@ class Recipe:
     augment: bool = True
     unfreeze_at_epoch: int | None = None  # transfer models: train the head alone until this epoch
     backbone_lr_ratio: float = 0.1
+    sigma: float = 2.0  # "ages" heads: width (years) of the Gaussian soft label
+    l1_weight: float = 0.1  # "ages" heads: weight of the L1 loss on the expected age
 
 
 @dataclass(frozen=True)

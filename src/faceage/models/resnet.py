@@ -32,17 +32,18 @@ class BasicBlock(nn.Module):
 
 
 class AgeResNet(nn.Module):
-    """Stem (stride 2) → 4 stages of 2 basic blocks (32, 64, 128, 256 channels) → global pool → dropout → linear."""
+    """Stem (stride 2) → 4 stages of 1, 2, 2, 1 basic blocks (32, 64, 128, 256 channels) → global pool → dropout →
+    linear. Sized to train an epoch of UTKFace in about a minute on two CPU cores."""
 
-    def __init__(self, num_outputs: int, widths=(32, 64, 128, 256)):
+    def __init__(self, num_outputs: int, widths=(32, 64, 128, 256), blocks=(1, 2, 2, 1)):
         super().__init__()
         stem = nn.Sequential(
             nn.Conv2d(3, widths[0], 3, 2, 1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True)
         )
         stages, c_in = [], widths[0]
-        for i, width in enumerate(widths):
-            stride = 1 if i == 0 else 2
-            stages += [BasicBlock(c_in, width, stride), BasicBlock(width, width, 1)]
+        for i, (width, count) in enumerate(zip(widths, blocks, strict=True)):
+            stages.append(BasicBlock(c_in, width, 1 if i == 0 else 2))
+            stages += [BasicBlock(width, width, 1) for _ in range(count - 1)]
             c_in = width
         self.backbone = nn.Sequential(stem, *stages, nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.head = nn.Sequential(nn.Dropout(0.2), nn.Linear(c_in, num_outputs))
@@ -55,7 +56,7 @@ class AgeResNet(nn.Module):
     "resnet",
     head="ages",
     preprocessing=RESNET_INPUT,
-    recipe=Recipe(epochs=30, batch_size=64, lr=2e-3, weight_decay=5e-4, optimizer="adamw", patience=6),
+    recipe=Recipe(epochs=20, batch_size=64, lr=2e-3, weight_decay=5e-4, optimizer="adamw", patience=5, l1_weight=1.0),
     description="residual CNN from scratch, age distribution 0-100 (soft labels), augmentation, flip TTA",
 )
 def resnet(num_outputs: int) -> nn.Module:

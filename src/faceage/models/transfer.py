@@ -34,7 +34,7 @@ from faceage.preprocessing import Preprocessing
 CYDRAL_MEANS = (122.781998, 117.000999, 104.297997)
 # The crop that matches the network's own training chips (dlib, padding 0.2): measured by mapping dlib's chip
 # rectangle into our aligned crops for 296 training faces (median centre y 96.3 px, side 102 px of 160).
-TRANSFER_INPUT = Preprocessing(input_size=96, crop_fraction=0.64, center_y=0.6, mean=CYDRAL_MEANS, std=(256.0,) * 3)
+TRANSFER_INPUT = Preprocessing(input_size=64, crop_fraction=0.64, center_y=0.6, mean=CYDRAL_MEANS, std=(256.0,) * 3)
 CYDRAL_AGES = np.array([0.25] + list(range(1, 81)), dtype=np.float32)
 
 
@@ -157,15 +157,15 @@ class CydralResNet10(nn.Module):
     head="ages",
     preprocessing=TRANSFER_INPUT,
     recipe=Recipe(
-        epochs=12,
+        epochs=18,
         batch_size=64,
         lr=1e-3,
         weight_decay=1e-4,
         optimizer="adamw",
-        patience=4,
-        unfreeze_at_epoch=2,
+        patience=5,
+        unfreeze_at_epoch=1,
         backbone_lr_ratio=0.3,
-    ),  # fmt: skip
+    ),
     description="Cydral face-age ResNet-10 (CC0), new 0-100 head; head alone 1 epoch, then all layers",
     study="VGG16 transfer: ~0.59 val",
 )

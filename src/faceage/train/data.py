@@ -40,10 +40,10 @@ def augmentation() -> A.Compose:
                 scale=(0.9, 1.1), translate_percent=(-0.05, 0.05), rotate=(-10, 10),
                 border_mode=cv2.BORDER_REFLECT_101, p=0.8,
             ),
-            A.ColorJitter(brightness=0.25, contrast=0.25, saturation=0.25, hue=0.03, p=0.7),
+            A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.02, p=0.5),
             A.ToGray(p=0.05),
             A.GaussianBlur(blur_limit=(3, 5), p=0.1),
-            A.ImageCompression(quality_range=(40, 95), p=0.3),
+            A.ImageCompression(quality_range=(50, 95), p=0.2),
         ]
     )  # fmt: skip
 

@@ -78,7 +78,8 @@ def train_model(
         data_dir, info.preprocessing, bins, recipe.batch_size, recipe.augment, num_workers=num_workers, limit=limit
     )
     module = AgeModule(model_name, bins.spec, info.preprocessing.to_dict(), info.head, asdict(recipe),
-                       datamodule.bin_representative_ages().tolist())  # fmt: skip
+                       datamodule.bin_representative_ages().tolist(), sigma=recipe.sigma,
+                       l1_weight=recipe.l1_weight)  # fmt: skip
     monitor, mode = ("val_mae", "min") if info.head == "ages" else ("val_acc", "max")
     callbacks = [
         ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor=monitor, mode=mode, save_last=True),
