@@ -64,6 +64,25 @@ def prepared_subset(utk_subset, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_run(prepared_subset, tmp_path_factory) -> Path:
+    """A transfer model fine-tuned for one epoch on 32 faces: a real checkpoint for export and inference tests."""
+    from faceage.train.run import train_model
+
+    out = tmp_path_factory.mktemp("tiny-run") / "transfer"
+    train_model(prepared_subset, "transfer", out, epochs=1, limit=32, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(tiny_run, tmp_path_factory) -> Path:
+    from faceage.train.export import export_onnx
+
+    path = tmp_path_factory.mktemp("tiny-onnx") / "tiny.onnx"
+    export_onnx(tiny_run, path)
+    return path
+
+
+@pytest.fixture(scope="session")
 def utk_faces(utk_subset) -> list[tuple[Path, int]]:
     """(path, age) of the well-named files of the subset."""
     out = []

@@ -236,6 +236,29 @@ def experiments(
         console.print((out / "bands.md").read_text())
 
 
+@app.command()
+@friendly_errors
+def export(
+    run: Annotated[Path, typer.Argument(help="Run folder from 'faceage train' (or a .ckpt file).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="ONNX file to write.")],
+    name: Annotated[str | None, typer.Option(help="Model name stored in the file.")] = None,
+) -> None:
+    """Export a trained model to ONNX (preprocessing and bins in its metadata) and check parity with PyTorch."""
+    import numpy as np
+
+    from faceage.train.export import export_onnx, parity
+
+    metadata = export_onnx(run, out, name=name)
+    size = metadata["preprocessing"]["input_size"]
+    inputs = np.random.default_rng(0).normal(0, 0.5, (8, 3, size, size)).astype(np.float32)
+    difference = parity(run, out, inputs)
+    console.print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): {metadata['model']}, bins {metadata['bins']}")
+    console.print(f"parity with PyTorch on 8 random inputs: max abs difference {difference:.2e}")
+    if difference > 1e-4:
+        err_console.print("[bold red]error:[/] the exported model differs from the checkpoint by more than 1e-4")
+        raise typer.Exit(1)
+
+
 def print_summary(summary: dict) -> None:
     table = Table(title=f"{summary['model']}: best checkpoint (epoch {summary['best_epoch']})")
     for column in ("split", "faces", "bin accuracy", "MAE (years)"):

@@ -1,0 +1,161 @@
+"""``AgeEstimator``: photos in, ages out — on ONNX Runtime, without torch.
+
+    from faceage.infer import AgeEstimator
+    faces = AgeEstimator(model="model.onnx").predict("photo.jpg")
+
+Each photo goes through the same MTCNN detection and 5-point alignment as the training data, then the exported age
+model (which carries its own preprocessing and bins in its metadata). Faces come back largest first.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from faceage.bins import AgeBins
+from faceage.detect import ALIGNMENT_VERSION, MTCNN, Detection, DetectorConfig, align_face
+from faceage.distribution import age_interval, expected_age
+from faceage.errors import FaceageError, WeightsError
+from faceage.images import DEFAULT_MAX_PIXELS, load_rgb
+from faceage.preprocessing import Preprocessing
+
+METADATA_KEY = "faceage"
+
+
+@dataclass(frozen=True)
+class Face:
+    """One face: where it is and how old it looks. Age only: faceage never estimates gender or ethnicity."""
+
+    box: tuple[float, float, float, float]  # x1, y1, x2, y2 in pixels of the EXIF-corrected photo
+    landmarks: tuple[tuple[float, float], ...]  # eyes, nose, mouth corners
+    det_score: float
+    age: float  # years (expected value of the model's age distribution)
+    age_low: float  # 80% interval
+    age_high: float
+    bin: str  # label of the most probable age bin
+    bin_probs: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {
+            "box": [round(v, 1) for v in self.box],
+            "landmarks": [[round(x, 1), round(y, 1)] for x, y in self.landmarks],
+            "det_score": round(self.det_score, 4),
+            "age": round(self.age, 1),
+            "age_low": round(self.age_low, 1),
+            "age_high": round(self.age_high, 1),
+            "bin": self.bin,
+            "bin_probs": {k: round(v, 4) for k, v in self.bin_probs.items()},
+        }
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    path: Path
+    metadata: dict
+
+    @classmethod
+    def load(cls, path: Path) -> ModelFile:
+        path = Path(path)
+        if not path.is_file():
+            raise WeightsError(f"{path}: no such model file; export one with 'faceage export RUN --out model.onnx'")
+        try:
+            model = onnx.load(str(path), load_external_data=False)
+        except Exception as exc:  # onnx raises several types for a bad file
+            raise WeightsError(f"{path}: not an ONNX model ({exc})") from None
+        props = {p.key: p.value for p in model.metadata_props}
+        if METADATA_KEY not in props:
+            raise WeightsError(f"{path}: no faceage metadata; export models with 'faceage export'")
+        metadata = json.loads(props[METADATA_KEY])
+        if metadata.get("alignment") != ALIGNMENT_VERSION:
+            raise WeightsError(
+                f"{path} was trained on faces aligned as '{metadata.get('alignment')}', this faceage aligns as "
+                f"'{ALIGNMENT_VERSION}'; use a faceage version that matches the model"
+            )
+        return cls(path, metadata)
+
+
+class AgeEstimator:
+    """Age estimates for every face in a photo. ``model``: an ONNX file from ``faceage export``."""
+
+    def __init__(self, model: str | Path, bins: str | AgeBins | None = None, threads: int = 1,
+                 detector: DetectorConfig | None = None, max_pixels: int = DEFAULT_MAX_PIXELS):  # fmt: skip
+        self.model = ModelFile.load(Path(model))
+        meta = self.model.metadata
+        self.preprocessing = Preprocessing.from_dict(meta["preprocessing"])
+        self.model_bins = AgeBins.parse(meta["bins"])
+        self.bins = AgeBins.parse(bins) if isinstance(bins, str) else (bins or self.model_bins)
+        if meta["head"] == "bins" and self.bins != self.model_bins:
+            raise FaceageError(f"this model predicts the bins {self.model_bins}; it cannot answer in other bins")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        self.session = ort.InferenceSession(str(self.model.path), options, providers=["CPUExecutionProvider"])
+        self.detector = MTCNN(detector or DetectorConfig(threads=threads))
+        self.max_pixels = max_pixels
+
+    @property
+    def name(self) -> str:
+        return self.model.metadata["name"]
+
+    def predict(self, image, cropped: bool = False) -> list[Face]:
+        """Faces in one image (path, bytes, PIL image or array), largest box first."""
+        rgb = load_rgb(image, max_pixels=self.max_pixels)
+        if cropped:
+            height, width = rgb.shape[:2]
+            size = self.preprocessing.aligned_size
+            aligned = cv2.resize(
+                rgb, (size, size), interpolation=cv2.INTER_AREA if min(height, width) > size else cv2.INTER_LINEAR
+            )
+            whole = Detection((0.0, 0.0, float(width), float(height)), (), 1.0)
+            return self._estimate([whole], [aligned])
+        detections = sorted(self.detector.detect(rgb), key=lambda d: -d.area)
+        size = self.preprocessing.aligned_size
+        crops = [align_face(rgb, d.landmarks, size=size).image for d in detections]
+        return self._estimate(detections, crops)
+
+    def predict_batch(self, images, cropped: bool = False) -> list[list[Face]]:
+        return [self.predict(image, cropped=cropped) for image in images]
+
+    def estimate_aligned(self, aligned_crops: list[np.ndarray]) -> np.ndarray:
+        """The model's probabilities for aligned crops (N×aligned_size×aligned_size×3 uint8)."""
+        if not len(aligned_crops):
+            return np.zeros((0, len(self.model_bins) if self.model.metadata["head"] == "bins" else 101))
+        inputs = self.preprocessing.normalize(np.stack([self.preprocessing.resize(c) for c in aligned_crops]))
+        return self.session.run(None, {"faces": inputs})[0].astype(np.float64)
+
+    def _estimate(self, detections: list[Detection], crops: list[np.ndarray]) -> list[Face]:
+        probs = self.estimate_aligned(crops)
+        if self.model.metadata["head"] == "ages":
+            ages = expected_age(probs)
+            lows, highs = age_interval(probs, 0.8)
+            bin_probs = self.bins.probabilities(probs)
+        else:
+            bin_ages = np.asarray(self.model.metadata["bin_ages"], dtype=float)
+            ages = probs @ bin_ages
+            bin_probs = probs
+            edges = list(self.bins.lower_edges) + [116]
+            lows = np.array([edges[i] for i in probs.argmax(axis=1)], dtype=float)
+            highs = np.array([edges[i + 1] - 1 for i in probs.argmax(axis=1)], dtype=float)
+        faces = []
+        for i, detection in enumerate(detections):
+            best = int(np.argmax(bin_probs[i]))
+            faces.append(
+                Face(
+                    box=tuple(float(v) for v in detection.box),
+                    landmarks=tuple(detection.landmarks),
+                    det_score=float(detection.score),
+                    age=float(ages[i]),
+                    age_low=float(lows[i]),
+                    age_high=float(highs[i]),
+                    bin=self.bins.labels[best],
+                    bin_probs={label: float(p) for label, p in zip(self.bins.labels, bin_probs[i], strict=True)},
+                )
+            )
+        return faces

@@ -1,0 +1,77 @@
+"""Export a real (tiny) checkpoint to ONNX and estimate ages with it on real photos, torch-free."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+from skimage import data
+
+from faceage.errors import FaceageError
+from faceage.infer import AgeEstimator
+from faceage.train.export import parity
+
+
+def test_export_carries_preprocessing_bins_and_matches_torch(tiny_run, tiny_onnx):
+    props = {p.key: p.value for p in onnx.load(str(tiny_onnx)).metadata_props}
+    meta = json.loads(props["faceage"])
+    assert meta["model"] == "transfer" and meta["head"] == "ages"
+    assert meta["bins"] == "0-20,21-26,27-35,36-50,51+"
+    assert meta["preprocessing"]["input_size"] == 64 and meta["preprocessing"]["crop_fraction"] == 0.64
+    x = np.random.default_rng(0).normal(0, 0.5, (4, 3, 64, 64)).astype(np.float32)
+    assert parity(tiny_run, tiny_onnx, x) <= 1e-4
+
+
+@pytest.fixture(scope="module")
+def estimator(tiny_onnx):
+    return AgeEstimator(tiny_onnx)
+
+
+def test_one_face_in_astronaut_none_in_chelsea(estimator):
+    (face,) = estimator.predict(data.astronaut())
+    assert 0 <= face.age_low <= face.age <= face.age_high <= 101
+    assert sum(face.bin_probs.values()) == pytest.approx(1.0, abs=1e-5)
+    assert face.bin == max(face.bin_probs, key=face.bin_probs.get)
+    assert estimator.predict(data.chelsea()) == []
+
+
+def test_multiface_sorted_by_area(estimator, photos):
+    faces = estimator.predict(photos / "multiface.jpg")
+    areas = [(f.box[2] - f.box[0]) * (f.box[3] - f.box[1]) for f in faces]
+    assert len(faces) == 6 and areas == sorted(areas, reverse=True)
+
+
+def test_cropped_mode_and_other_bins(tiny_onnx, utk_faces):
+    path, _ = utk_faces[0]
+    estimator = AgeEstimator(tiny_onnx, bins="0-12,13-17,18-24,25+")
+    (face,) = estimator.predict(path, cropped=True)
+    assert set(face.bin_probs) == {"0-12", "13-17", "18-24", "25+"}
+
+
+def test_bad_model_files_say_what_to_do(tmp_path):
+    with pytest.raises(FaceageError, match="faceage export"):
+        AgeEstimator(tmp_path / "missing.onnx")
+    (tmp_path / "junk.onnx").write_text("junk")
+    with pytest.raises(FaceageError, match="not an ONNX model"):
+        AgeEstimator(tmp_path / "junk.onnx")
+
+
+def test_inference_never_imports_torch(tiny_onnx):
+    code = f"""
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError("torch is blocked in this test")
+sys.meta_path.insert(0, Block())
+from skimage import data
+from faceage.infer import AgeEstimator
+faces = AgeEstimator({str(tiny_onnx)!r}).predict(data.astronaut())
+assert len(faces) == 1 and "torch" not in sys.modules
+print("ok", round(faces[0].age, 1))
+"""
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("ok")
