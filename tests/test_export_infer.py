@@ -75,3 +75,22 @@ print("ok", round(faces[0].age, 1))
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     assert run.stdout.startswith("ok")
+
+
+def test_export_command_and_an_ensemble_of_runs(tiny_run, tiny_onnx, tmp_path):
+    import onnxruntime as ort
+    from typer.testing import CliRunner
+
+    from faceage.cli import app
+
+    out = tmp_path / "ensemble.onnx"
+    result = CliRunner().invoke(app, ["export", str(tiny_run), str(tiny_run), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "parity" in result.output
+    meta = json.loads({p.key: p.value for p in onnx.load(str(out)).metadata_props}["faceage"])
+    assert meta["members"] == 2 and meta["name"] == "transfer-ensemble2"
+    x = np.random.default_rng(1).normal(0, 0.5, (2, 3, 64, 64)).astype(np.float32)
+    single, double = (ort.InferenceSession(str(p)).run(None, {"faces": x})[0] for p in (tiny_onnx, out))
+    np.testing.assert_allclose(single, double, atol=1e-5)  # the average of a model with itself is the model
+    missing = CliRunner().invoke(app, ["export", str(tmp_path / "nope"), "--out", str(tmp_path / "x.onnx")])
+    assert missing.exit_code == 1 and "no checkpoints" in missing.output

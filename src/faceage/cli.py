@@ -29,7 +29,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)  # messages stay on one line: paths can be copied
 
 
 def friendly_errors(func):
@@ -239,19 +239,19 @@ def experiments(
 @app.command()
 @friendly_errors
 def export(
-    run: Annotated[Path, typer.Argument(help="Run folder from 'faceage train' (or a .ckpt file).")],
+    runs: Annotated[list[Path], typer.Argument(help="Run folder(s) from 'faceage train'; several are averaged.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="ONNX file to write.")],
     name: Annotated[str | None, typer.Option(help="Model name stored in the file.")] = None,
 ) -> None:
-    """Export a trained model to ONNX (preprocessing and bins in its metadata) and check parity with PyTorch."""
+    """Export trained model(s) to ONNX (preprocessing and bins in the metadata) and check parity with PyTorch."""
     import numpy as np
 
     from faceage.train.export import export_onnx, parity
 
-    metadata = export_onnx(run, out, name=name)
+    metadata = export_onnx(runs, out, name=name)
     size = metadata["preprocessing"]["input_size"]
     inputs = np.random.default_rng(0).normal(0, 0.5, (8, 3, size, size)).astype(np.float32)
-    difference = parity(run, out, inputs)
+    difference = parity(runs, out, inputs)
     console.print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): {metadata['model']}, bins {metadata['bins']}")
     console.print(f"parity with PyTorch on 8 random inputs: max abs difference {difference:.2e}")
     if difference > 1e-4:

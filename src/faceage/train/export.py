@@ -1,8 +1,9 @@
-"""``faceage export RUN --out model.onnx``: a checkpoint → one ONNX file that carries its own preprocessing and bins.
+"""``faceage export RUN... --out model.onnx``: checkpoints → one ONNX file that carries its preprocessing and bins.
 
 The graph takes the normalised N×3×S×S input and returns probabilities: over ages 0-100 for "ages" models (the
 average of the face and its mirror image, the same flip averaging as in evaluation), over the bins for "bins"
-models. Everything needed to use it (model name, head, bins, preprocessing, alignment) is stored as JSON in the
+models. Several runs of the same preprocessing and bins (e.g. seeds) export as one ensemble that averages their
+probabilities. Everything needed to use it (model name, head, bins, preprocessing, alignment) is stored as JSON in the
 ONNX metadata under the key ``faceage``, so inference never needs torch or the checkpoint.
 """
 
@@ -27,16 +28,32 @@ METADATA_KEY = "faceage"
 
 
 class _Probabilities(torch.nn.Module):
-    def __init__(self, module: AgeModule):
+    """Probabilities of one or several trained modules (averaged), with flip averaging for "ages" models."""
+
+    def __init__(self, modules: list[AgeModule]):
         super().__init__()
-        self.net = module.net
-        self.flip = bool(module.hparams.flip_tta and module.head_kind == "ages")
+        self.nets = torch.nn.ModuleList(m.net for m in modules)
+        first = modules[0]
+        self.flip = bool(first.hparams.flip_tta and first.head_kind == "ages")
 
     def forward(self, x):
-        probs = F.softmax(self.net(x), dim=1)
-        if self.flip:
-            probs = 0.5 * (probs + F.softmax(self.net(torch.flip(x, dims=[3])), dim=1))
-        return probs
+        total = None
+        for net in self.nets:
+            probs = F.softmax(net(x), dim=1)
+            if self.flip:
+                probs = 0.5 * (probs + F.softmax(net(torch.flip(x, dims=[3])), dim=1))
+            total = probs if total is None else total + probs
+        return total / len(self.nets)
+
+
+def load_modules(runs: list[Path]) -> list[AgeModule]:
+    modules = [AgeModule.load_from_checkpoint(find_checkpoint(r), map_location="cpu").eval() for r in runs]
+    first = modules[0].hparams
+    for run, module in zip(runs, modules, strict=True):
+        h = module.hparams
+        if (h.preprocessing, h.bins, h.head) != (first.preprocessing, first.bins, first.head):
+            raise FaceageError(f"{run} uses other preprocessing, bins or head than {runs[0]}; they cannot be averaged")
+    return modules
 
 
 def find_checkpoint(run: Path) -> Path:
@@ -50,11 +67,14 @@ def find_checkpoint(run: Path) -> Path:
     raise FaceageError(f"{run}: no checkpoints/best.ckpt or last.ckpt; give a run folder from 'faceage train'")
 
 
-def export_onnx(run: Path, out: Path, name: str | None = None) -> dict:
-    """Export the run's best checkpoint; returns the metadata written into the file."""
-    checkpoint = find_checkpoint(run)
-    module = AgeModule.load_from_checkpoint(checkpoint, map_location="cpu").eval()
-    wrapper = _Probabilities(module).eval()
+def export_onnx(runs: Path | list[Path], out: Path, name: str | None = None) -> dict:
+    """Export the best checkpoint of one run (or the average of several); returns the metadata written."""
+    runs = [Path(runs)] if isinstance(runs, str | Path) else [Path(r) for r in runs]
+    if not runs:
+        raise FaceageError("give at least one run folder to export")
+    modules = load_modules(runs)
+    module = modules[0]
+    wrapper = _Probabilities(modules).eval()
     size = int(module.hparams.preprocessing["input_size"])
     buffer = io.BytesIO()
     torch.onnx.export(
@@ -69,8 +89,9 @@ def export_onnx(run: Path, out: Path, name: str | None = None) -> dict:
     )
     model = onnx.load_from_string(buffer.getvalue())
     metadata = {
-        "name": name or module.hparams.model_name,
+        "name": name or module.hparams.model_name + (f"-ensemble{len(runs)}" if len(runs) > 1 else ""),
         "model": module.hparams.model_name,
+        "members": len(runs),
         "version": __version__,
         "head": module.head_kind,
         "bins": module.hparams.bins,
@@ -86,13 +107,13 @@ def export_onnx(run: Path, out: Path, name: str | None = None) -> dict:
     return metadata
 
 
-def parity(run: Path, onnx_path: Path, inputs: np.ndarray) -> float:
-    """Largest absolute difference between the checkpoint (torch) and the exported file (ONNX Runtime)."""
+def parity(runs: Path | list[Path], onnx_path: Path, inputs: np.ndarray) -> float:
+    """Largest absolute difference between the checkpoints (torch) and the exported file (ONNX Runtime)."""
     import onnxruntime as ort
 
-    module = AgeModule.load_from_checkpoint(find_checkpoint(run), map_location="cpu").eval()
+    runs = [Path(runs)] if isinstance(runs, str | Path) else [Path(r) for r in runs]
     with torch.no_grad():
-        expected = _Probabilities(module)(torch.from_numpy(inputs)).numpy()
+        expected = _Probabilities(load_modules(runs))(torch.from_numpy(inputs)).numpy()
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     got = session.run(None, {"faces": inputs.astype(np.float32)})[0]
     return float(np.abs(expected - got).max())
