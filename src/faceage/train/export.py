@@ -27,7 +27,7 @@ from faceage.train.module import AgeModule
 METADATA_KEY = "faceage"
 
 
-class _Probabilities(torch.nn.Module):
+class AveragedProbabilities(torch.nn.Module):
     """Probabilities of one or several trained modules (averaged), with flip averaging for "ages" models."""
 
     def __init__(self, modules: list[AgeModule]):
@@ -74,7 +74,7 @@ def export_onnx(runs: Path | list[Path], out: Path, name: str | None = None) -> 
         raise FaceageError("give at least one run folder to export")
     modules = load_modules(runs)
     module = modules[0]
-    wrapper = _Probabilities(modules).eval()
+    wrapper = AveragedProbabilities(modules).eval()
     size = int(module.hparams.preprocessing["input_size"])
     buffer = io.BytesIO()
     torch.onnx.export(
@@ -113,7 +113,7 @@ def parity(runs: Path | list[Path], onnx_path: Path, inputs: np.ndarray) -> floa
 
     runs = [Path(runs)] if isinstance(runs, str | Path) else [Path(r) for r in runs]
     with torch.no_grad():
-        expected = _Probabilities(load_modules(runs))(torch.from_numpy(inputs)).numpy()
+        expected = AveragedProbabilities(load_modules(runs))(torch.from_numpy(inputs)).numpy()
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     got = session.run(None, {"faces": inputs.astype(np.float32)})[0]
     return float(np.abs(expected - got).max())
