@@ -262,6 +262,51 @@ def export(
         raise typer.Exit(1)
 
 
+@app.command()
+@friendly_errors
+def predict(
+    inputs: Annotated[list[str], typer.Argument(help="Photos, folders (searched recursively) or - for stdin.")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write .csv or .jsonl (else a table).")] = None,
+    model: Annotated[Path | None, typer.Option(help="ONNX model from 'faceage export' (default: shipped).")] = None,
+    bins: Annotated[str | None, typer.Option(help="Answer in other bins, e.g. '0-12,13-17,18-24,25+'.")] = None,
+    cropped: Annotated[bool, typer.Option(help="Each image is one pre-cropped face: skip detection.")] = False,
+    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    annotate: Annotated[Path | None, typer.Option(help="Folder for photos with boxes and ages drawn.")] = None,
+) -> None:
+    """Estimate the age of every face: one row per face; unreadable inputs get an error row and the run goes on."""
+    from faceage.infer.predict import predict_paths, summarize, write_rows
+
+    if out is not None and out.suffix.lower() not in (".csv", ".jsonl"):
+        raise FaceageError(f"{out}: the output must end in .csv or .jsonl")
+    with _progress() as bar:
+        task = bar.add_task("predict", total=None)
+        rows = list(
+            predict_paths(
+                inputs,
+                model=str(model) if model else None,
+                bins=bins,
+                cropped=cropped,
+                workers=workers,
+                annotate_dir=annotate,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
+        )
+    summary = summarize(rows)
+    if out is not None:
+        write_rows(rows, out)
+    else:
+        table = Table(title="ages")
+        for column in ("path", "face", "age", "80% interval", "bin", "p(bin)", "error"):
+            table.add_column(column)
+        for row in rows:
+            interval = f"{row['age_low']}-{row['age_high']}" if row["error"] == "" else ""
+            table.add_row(str(row["path"]), str(row["face"]), str(row["age"]), interval, str(row["bin"]),
+                          str(row["bin_prob"]), str(row["error"]))  # fmt: skip
+        console.print(table)
+    err_console.print(summary.line() + (f"; wrote {out}" if out else ""))
+    raise typer.Exit(summary.exit_code)
+
+
 def print_summary(summary: dict) -> None:
     table = Table(title=f"{summary['model']}: best checkpoint (epoch {summary['best_epoch']})")
     for column in ("split", "faces", "bin accuracy", "MAE (years)"):

@@ -26,6 +26,7 @@ from faceage.images import DEFAULT_MAX_PIXELS, load_rgb
 from faceage.preprocessing import Preprocessing
 
 METADATA_KEY = "faceage"
+DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "weights" / "faceage-default.onnx"
 
 
 @dataclass(frozen=True)
@@ -81,10 +82,18 @@ class ModelFile:
 
 
 class AgeEstimator:
-    """Age estimates for every face in a photo. ``model``: an ONNX file from ``faceage export``."""
+    """Age estimates for every face in a photo. ``model``: an ONNX file from ``faceage export`` (default: the model
+    shipped in the package, where this install has one)."""
 
-    def __init__(self, model: str | Path, bins: str | AgeBins | None = None, threads: int = 1,
+    def __init__(self, model: str | Path | None = None, bins: str | AgeBins | None = None, threads: int = 1,
                  detector: DetectorConfig | None = None, max_pixels: int = DEFAULT_MAX_PIXELS):  # fmt: skip
+        if model is None:
+            if not DEFAULT_MODEL.is_file():
+                raise WeightsError(
+                    "this install ships no default age model yet; pass one exported with 'faceage export' "
+                    "(AgeEstimator(model=...) or --model)"
+                )
+            model = DEFAULT_MODEL
         self.model = ModelFile.load(Path(model))
         meta = self.model.metadata
         self.preprocessing = Preprocessing.from_dict(meta["preprocessing"])

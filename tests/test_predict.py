@@ -1,0 +1,81 @@
+"""`faceage predict` on real photos and broken files, with a real (tiny) exported model."""
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+from skimage import data
+
+from faceage.infer.predict import COLUMNS
+from tests.conftest import jpeg_bytes
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory, photos):
+    root = tmp_path_factory.mktemp("inputs")
+    shutil.copy(photos / "multiface.jpg", root / "multiface.jpg")
+    Image.fromarray(data.chelsea()).save(root / "chelsea.png")
+    nested = root / "more"
+    nested.mkdir()
+    (nested / "truncated.jpg").write_bytes(jpeg_bytes(data.astronaut())[:5000])
+    (nested / "text.jpg").write_text("this is not an image")
+    (nested / "empty.jpg").write_bytes(b"")
+    return root
+
+
+def _run(*args, stdin=None):
+    return subprocess.run([sys.executable, "-m", "faceage.cli", "predict", *map(str, args)], capture_output=True,
+                          input=stdin, timeout=300)  # fmt: skip
+
+
+def test_csv_rows_errors_and_exit_status(folder, tiny_onnx, tmp_path):
+    out = tmp_path / "ages.csv"
+    run = _run(folder, "--model", tiny_onnx, "--out", out, "--annotate", tmp_path / "annotated")
+    assert run.returncode == 2, run.stderr
+    with out.open() as handle:
+        reader = csv.DictReader(handle)
+        assert reader.fieldnames == COLUMNS
+        rows = list(reader)
+    by_file = {}
+    for row in rows:
+        by_file.setdefault(row["path"].split("/")[-1], []).append(row)
+    assert [r["face"] for r in by_file["multiface.jpg"]] == [str(i) for i in range(6)]
+    assert all(r["error"] == "" and float(r["age_low"]) <= float(r["age"]) for r in by_file["multiface.jpg"])
+    assert by_file["chelsea.png"][0]["error"] == "no_face" and by_file["chelsea.png"][0]["age"] == ""
+    for name in ("truncated.jpg", "text.jpg", "empty.jpg"):
+        assert by_file[name][0]["error"].startswith("unreadable: ")
+    assert "unreadable" in run.stderr.decode() and (tmp_path / "annotated" / "multiface.annotated.jpg").is_file()
+
+
+def test_jsonl_from_stdin_exit_zero(tiny_onnx, tmp_path):
+    out = tmp_path / "ages.jsonl"
+    run = _run("-", "--model", tiny_onnx, "--out", out, stdin=jpeg_bytes(data.astronaut()))
+    assert run.returncode == 0, run.stderr
+    (row,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert list(row) == COLUMNS and row["path"] == "-" and row["face"] == 0 and row["error"] is None
+
+
+def test_two_workers_give_the_same_rows(folder, tiny_onnx, tmp_path):
+    one, two = tmp_path / "one.csv", tmp_path / "two.csv"
+    _run(folder, "--model", tiny_onnx, "--out", one)
+    _run(folder, "--model", tiny_onnx, "--out", two, "--workers", "2")
+    assert one.read_text() == two.read_text()
+
+
+def test_bad_output_suffix_is_refused_before_any_work(tiny_onnx, tmp_path, photos):
+    run = _run(photos / "multiface.jpg", "--model", tiny_onnx, "--out", tmp_path / "ages.txt")
+    assert run.returncode == 1 and b".csv or .jsonl" in run.stderr
+
+
+def test_decompression_bomb_is_an_error_row(tiny_onnx, tmp_path):
+    bomb = tmp_path / "bomb.png"
+    Image.new("L", (20000, 20000)).save(bomb)
+    out = tmp_path / "bomb.csv"
+    run = _run(bomb, "--model", tiny_onnx, "--out", out)
+    assert run.returncode == 2
+    (row,) = list(csv.DictReader(out.open()))
+    assert row["error"].startswith("unreadable: ") and "pixels" in row["error"]
