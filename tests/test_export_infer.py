@@ -94,3 +94,50 @@ def test_export_command_and_an_ensemble_of_runs(tiny_run, tiny_onnx, tmp_path):
     np.testing.assert_allclose(single, double, atol=1e-5)  # the average of a model with itself is the model
     missing = CliRunner().invoke(app, ["export", str(tmp_path / "nope"), "--out", str(tmp_path / "x.onnx")])
     assert missing.exit_code == 1 and "no checkpoints" in missing.output
+
+
+def _encode(pil, fmt, **kw) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    pil.save(buffer, format=fmt, **kw)
+    return buffer.getvalue()
+
+
+def test_exif_rotated_photo_gives_the_box_in_the_rotated_frame(estimator):
+    from PIL import Image
+
+    from tests.test_detect import iou
+
+    upright = data.astronaut()
+    stored = np.ascontiguousarray(np.rot90(upright, k=1))  # the camera stored the pixels turned left ...
+    exif = Image.Exif()
+    exif[0x0112] = 6  # ... and tagged them "rotate 90° clockwise to display"
+    (tagged,) = estimator.predict(_encode(Image.fromarray(stored), "JPEG", quality=95, exif=exif.tobytes()))
+    (plain,) = estimator.predict(_encode(Image.fromarray(upright), "JPEG", quality=95))
+    assert iou(tagged.box, plain.box) > 0.9  # the box is in the displayed (upright) frame
+
+
+@pytest.mark.parametrize("kind", ["gray-png", "rgba-png", "cmyk-jpeg", "webp", "pil", "bytes"])
+def test_input_kinds_all_find_the_astronaut(estimator, kind):
+    from PIL import Image
+
+    pil = Image.fromarray(data.astronaut())
+    image = {
+        "gray-png": lambda: _encode(pil.convert("L"), "PNG"),
+        "rgba-png": lambda: _encode(pil.convert("RGBA"), "PNG"),
+        "cmyk-jpeg": lambda: _encode(pil.convert("CMYK"), "JPEG", quality=95),
+        "webp": lambda: _encode(pil, "WEBP", quality=90),
+        "pil": lambda: pil,
+        "bytes": lambda: _encode(pil, "JPEG", quality=90),
+    }[kind]()
+    assert len(estimator.predict(image)) == 1
+
+
+def test_predict_batch_and_top_level_import(tiny_onnx):
+    import faceage
+
+    estimator = faceage.AgeEstimator(tiny_onnx)
+    results = estimator.predict_batch([data.astronaut(), data.chelsea()])
+    assert [len(r) for r in results] == [1, 0]
+    assert isinstance(results[0][0], faceage.Face)

