@@ -141,3 +141,16 @@ def test_predict_batch_and_top_level_import(tiny_onnx):
     results = estimator.predict_batch([data.astronaut(), data.chelsea()])
     assert [len(r) for r in results] == [1, 0]
     assert isinstance(results[0][0], faceage.Face)
+
+
+def test_float16_weights_halve_the_file_and_stay_close(tiny_run, tiny_onnx, tmp_path):
+    from faceage.train.export import export_onnx
+
+    half = tmp_path / "half.onnx"
+    export_onnx(tiny_run, half, float16_weights=True)
+    assert half.stat().st_size < 0.6 * tiny_onnx.stat().st_size
+    x = np.random.default_rng(2).normal(0, 0.5, (4, 3, 64, 64)).astype(np.float32)
+    assert parity(tiny_run, half, x) < 5e-3
+    (face,) = AgeEstimator(half).predict(data.astronaut())
+    (reference,) = AgeEstimator(tiny_onnx).predict(data.astronaut())
+    assert abs(face.age - reference.age) < 0.5
