@@ -240,22 +240,22 @@ def prepare(
     context = mp.get_context("spawn")
     with context.Pool(workers, initializer=_init_worker, initargs=(config, out_dir)) as pool:
         in_flight: deque = deque()
-        for item in todo():
-            in_flight.append(pool.apply_async(process_item, (item,)))
-            while len(in_flight) >= workers * 16:  # bounded: the archive never sits in memory
-                pending.append(in_flight.popleft().get())
-                processed += 1
-                if len(pending) >= JOURNAL_CHUNK or time.monotonic() - last_flush > JOURNAL_SECONDS:
-                    flush()
-                if progress:
-                    progress(resumed + processed, total)
-        while in_flight:
+
+        def collect_oldest() -> None:
+            nonlocal processed
             pending.append(in_flight.popleft().get())
             processed += 1
             if len(pending) >= JOURNAL_CHUNK or time.monotonic() - last_flush > JOURNAL_SECONDS:
                 flush()
             if progress:
                 progress(resumed + processed, total)
+
+        for item in todo():
+            in_flight.append(pool.apply_async(process_item, (item,)))
+            while len(in_flight) >= workers * 16:  # bounded: the archive never sits in memory
+                collect_oldest()
+        while in_flight:
+            collect_oldest()
         flush()
     seconds = time.perf_counter() - started
 
