@@ -30,8 +30,8 @@ test: $(FULL_STAMP)
 	$(BIN)/python -m pytest -q
 
 lint: $(FULL_STAMP)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/ruff format --check src tests benchmarks scripts
 
 bench: $(FULL_STAMP)
 	$(BIN)/python benchmarks/prepare.py

@@ -159,12 +159,24 @@ def detect(
 @friendly_errors
 def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("demo-output"),
+    model: Annotated[Path | None, typer.Option(help="ONNX model (default: the shipped one).")] = None,
 ) -> None:
-    """Run on the photos that ship with scikit-image (astronaut, camera, chelsea): nothing to download."""
-    from faceage.demo import detect_and_annotate, sample_photos
+    """Ages for the photos that ship with scikit-image (and ../shared/data/photos when present): nothing to download."""
+    from faceage.demo import age_demo, demo_photos
 
-    results = detect_and_annotate(sample_photos(), out)
-    _print_detections(results, out)
+    rows = age_demo(demo_photos(), out, model=model)
+    table = Table(title=f"faceage demo: ages (written to {out})")
+    for column in ("photo", "face", "age", "80% interval", "bin", "p(bin)"):
+        table.add_column(column)
+    for row in rows:
+        if row["error"]:
+            table.add_row(str(row["path"]), "", "", "", "", row["error"])
+        else:
+            interval = f"{row['age_low']:.0f}-{row['age_high']:.0f}"
+            table.add_row(str(row["path"]), str(row["face"]), f"{row['age']:.1f}", interval, row["bin"],
+                          f"{row['bin_prob']:.2f}")  # fmt: skip
+    console.print(table)
+    console.print(f"annotated photos, ages.csv and detections.json in {out}")
 
 
 @app.command()

@@ -59,3 +59,39 @@ def detect_and_annotate(images: dict[str, object], out: Path, min_score: float =
         cv2.imwrite(str(out / f"{stem}.annotated.jpg"), cv2.cvtColor(annotated, cv2.COLOR_RGB2BGR))
     (out / "detections.json").write_text(json.dumps(results, indent=1))
     return results
+
+
+def demo_photos() -> dict[str, object]:
+    """scikit-image's sample photos, plus the shared test photos beside the repository when they are there."""
+    photos: dict[str, object] = dict(sample_photos())
+    shared = Path(__file__).resolve().parents[3] / "shared" / "data" / "photos"  # beside the repository
+    if shared.is_dir():
+        photos.update({p.name: p for p in sorted(shared.glob("*.jpg"))})
+    return photos
+
+
+def age_demo(images: dict[str, object], out: Path, model: Path | None = None) -> list[dict]:
+    """Ages for every face: annotated copies, ``ages.csv`` (the predict columns) and ``detections.json``."""
+    from faceage.infer import AgeEstimator
+    from faceage.infer.annotate import draw_faces
+    from faceage.infer.predict import rows_for, write_rows
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    estimator = AgeEstimator(model=model)
+    rows, results = [], {}
+    for name, source in images.items():
+        try:
+            rgb = load_rgb(source, name=name)
+        except FaceageError as exc:
+            rows += rows_for(name, None, f"unreadable: {exc}")
+            results[name] = {"error": str(exc)}
+            continue
+        faces = estimator.predict(rgb)
+        rows += rows_for(name, faces)
+        results[name] = {"width": int(rgb.shape[1]), "height": int(rgb.shape[0]), "faces": [f.to_dict() for f in faces]}
+        stem = Path(name).stem if Path(name).suffix else name
+        cv2.imwrite(str(out / f"{stem}.annotated.jpg"), cv2.cvtColor(draw_faces(rgb, faces), cv2.COLOR_RGB2BGR))
+    write_rows(rows, out / "ages.csv")
+    (out / "detections.json").write_text(json.dumps({"model": estimator.name, "images": results}, indent=1))
+    return rows
