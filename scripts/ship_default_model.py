@@ -65,9 +65,11 @@ def main() -> None:
         measured.update(measure_file(DEFAULT_MODEL, args.data, split))
     first = json.loads((args.runs[0] / "summary.json").read_text())
     measured["parameters"] = first["parameters"] * len(args.runs)
+    runs = ", ".join(str(r) for r in args.runs)
     measured["description"] = args.description or (
-        f"average of {len(args.runs)} fine-tuned `{metadata['model']}` runs ({', '.join(str(r) for r in args.runs)}), "
-        "float16 weights"
+        f"average of {len(args.runs)} fine-tuned `{metadata['model']}` runs ({runs}), float16 weights"
+        if len(args.runs) > 1
+        else f"the fine-tuned `{metadata['model']}` run {runs}, float16 weights"
     )
     peer = json.loads(args.peer.read_text()) if args.peer.is_file() else None
     source = (

@@ -37,18 +37,22 @@ def test_cli_explore_missing_data_dir(tmp_path):
     assert result.exit_code == 1 and "faceage prepare" in result.output
 
 
-def test_demo_lists_one_face_for_astronaut_and_none_for_chelsea(tmp_path):
-    """What `make demo` runs, as a fresh process."""
+def test_demo_gives_ages_for_astronaut_and_no_face_for_chelsea(tmp_path):
+    """What `make demo` runs, as a fresh process, with the shipped model."""
     out = tmp_path / "demo-output"
     run = subprocess.run([sys.executable, "-m", "faceage.cli", "demo", "--out", str(out)], capture_output=True,
                          text=True, timeout=300)  # fmt: skip
     assert run.returncode == 0, run.stderr
-    detections = json.loads((out / "detections.json").read_text())
-    assert len(detections["astronaut"]["faces"]) == 1
-    assert len(detections["camera"]["faces"]) == 1
-    assert detections["chelsea"]["faces"] == []
+    images = json.loads((out / "detections.json").read_text())["images"]
+    (astronaut,) = images["astronaut"]["faces"]
+    assert 20 <= astronaut["age"] <= 70 and astronaut["age_low"] <= astronaut["age"] <= astronaut["age_high"]
+    assert len(images["camera"]["faces"]) == 1
+    assert images["chelsea"]["faces"] == []
+    rows = (out / "ages.csv").read_text().splitlines()
+    assert rows[0] == "path,face,x1,y1,x2,y2,det_score,age,age_low,age_high,bin,bin_prob,error"
+    assert any(r.startswith("chelsea,") and r.endswith(",no_face") for r in rows)
     assert (out / "astronaut.annotated.jpg").is_file()
-    assert "astronaut" in run.stdout and "no face" in run.stdout
+    assert "astronaut" in run.stdout and "no_face" in run.stdout
 
 
 def test_detect_command_keeps_going_past_an_unreadable_file(tmp_path, photos):

@@ -101,9 +101,8 @@ def model_card(
         + ".",
         "- UTKFace labels are themselves noisy, and its faces are mostly frontal, well lit and unoccluded; "
         "error on everyday photos is likely higher than the figures above.",
-        "- Per-group (gender × ethnicity) error with confidence intervals and screening (Challenge-N) rates are "
-        "measured by `faceage evaluate`; until that report exists for this model, do not assume equal error across "
-        "groups.",
+        "- Error per group (gender × ethnicity, with confidence intervals) and screening (Challenge-N) rates are not "
+        "measured for this model yet; do not assume that the error is the same across groups.",
         "",
     ]
     return "\n".join(lines)
