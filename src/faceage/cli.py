@@ -288,10 +288,10 @@ def predict(
     annotate: Annotated[Path | None, typer.Option(help="Folder for photos with boxes and ages drawn.")] = None,
 ) -> None:
     """Estimate the age of every face: one row per face; unreadable inputs get an error row and the run goes on."""
-    from faceage.infer.predict import predict_paths, summarize, write_rows
+    from faceage.infer.predict import check_output_path, predict_paths, summarize, write_rows
 
-    if out is not None and out.suffix.lower() not in (".csv", ".jsonl"):
-        raise FaceageError(f"{out}: the output must end in .csv or .jsonl")
+    if out is not None:
+        check_output_path(out)
     with _progress() as bar:
         task = bar.add_task("predict", total=None)
         rows = list(
@@ -334,8 +334,9 @@ def print_summary(summary: dict) -> None:
     for column in ("band", "faces", "MAE", "bias"):
         bands.add_column(column, justify="right")
     for row in summary["test_bands"]:
-        fmt = lambda v: "-" if v is None else f"{v:+.2f}" if v < 0 or v > 0 else "0.00"  # noqa: E731
-        bands.add_row(row["band"], str(row["n"]), "-" if row["mae"] is None else f"{row['mae']:.2f}", fmt(row["bias"]))
+        mae = "-" if row["mae"] is None else f"{row['mae']:.2f}"
+        bias = "-" if row["bias"] is None else f"{row['bias']:+.2f}"
+        bands.add_row(row["band"], str(row["n"]), mae, bias)
     console.print(bands)
     console.print(f"{summary['parameters']:,} parameters, {summary['train_minutes']:.1f} min of training")
 

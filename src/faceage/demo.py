@@ -22,6 +22,11 @@ def sample_photos() -> dict[str, np.ndarray]:
     return {name: load_rgb(getattr(data, name)(), name=name) for name in SAMPLE_NAMES}
 
 
+def _annotated_name(name: str) -> str:
+    """'photo.jpg' → 'photo.annotated.jpg'; a sample name such as 'astronaut' keeps its name."""
+    return f"{Path(name).stem if Path(name).suffix else name}.annotated.jpg"
+
+
 def annotate(rgb: np.ndarray, faces: list[dict]) -> np.ndarray:
     """Copy of ``rgb`` with a box, the landmarks and the score drawn for each face."""
     canvas = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
@@ -54,9 +59,8 @@ def detect_and_annotate(images: dict[str, object], out: Path, min_score: float =
             continue
         faces = [d.to_dict() for d in sorted(detector.detect(rgb), key=lambda d: -d.area)]
         results[name] = {"width": int(rgb.shape[1]), "height": int(rgb.shape[0]), "faces": faces}
-        stem = Path(name).stem if Path(name).suffix else name
         annotated = annotate(rgb, faces)
-        cv2.imwrite(str(out / f"{stem}.annotated.jpg"), cv2.cvtColor(annotated, cv2.COLOR_RGB2BGR))
+        cv2.imwrite(str(out / _annotated_name(name)), cv2.cvtColor(annotated, cv2.COLOR_RGB2BGR))
     (out / "detections.json").write_text(json.dumps(results, indent=1))
     return results
 
@@ -90,8 +94,7 @@ def age_demo(images: dict[str, object], out: Path, model: Path | None = None) ->
         faces = estimator.predict(rgb)
         rows += rows_for(name, faces)
         results[name] = {"width": int(rgb.shape[1]), "height": int(rgb.shape[0]), "faces": [f.to_dict() for f in faces]}
-        stem = Path(name).stem if Path(name).suffix else name
-        cv2.imwrite(str(out / f"{stem}.annotated.jpg"), cv2.cvtColor(draw_faces(rgb, faces), cv2.COLOR_RGB2BGR))
+        cv2.imwrite(str(out / _annotated_name(name)), cv2.cvtColor(draw_faces(rgb, faces), cv2.COLOR_RGB2BGR))
     write_rows(rows, out / "ages.csv")
     (out / "detections.json").write_text(json.dumps({"model": estimator.name, "images": results}, indent=1))
     return rows

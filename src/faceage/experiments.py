@@ -11,15 +11,11 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-import torch
-
 from faceage.evaluate.peer import evaluate_age_and_gender
-from faceage.metrics import band_errors
 from faceage.preprocessing import Preprocessing
 from faceage.train.data import FaceDataModule
 from faceage.train.export import AveragedProbabilities, load_modules
-from faceage.train.run import train_model
+from faceage.train.run import evaluate_split, train_model
 
 LADDER = ("dense", "cnn1", "cnn2", "cnn3", "resnet", "transfer-frozen", "transfer")
 STUDY_VAL = {"dense": "~0.21", "cnn1": "~0.53", "cnn2": "~0.52", "cnn3": "~0.47"}
@@ -65,7 +61,8 @@ def _transfer_ensemble(data_dir, out, seed, extra_seeds, max_minutes, progress, 
     runs = [out / "transfer"] + [out / f"transfer-seed{s}" for s in extra_seeds]
     if cache.is_file():
         return json.loads(cache.read_text())
-    minutes = json.loads((out / "transfer" / "summary.json").read_text())["train_minutes"]
+    base = json.loads((out / "transfer" / "summary.json").read_text())
+    minutes = base["train_minutes"]
     for extra, run_dir in zip(extra_seeds, runs[1:], strict=True):
         if not (run_dir / "summary.json").is_file():
             announce(f"transfer (seed {extra}): training into {run_dir}")
@@ -80,7 +77,7 @@ def _transfer_ensemble(data_dir, out, seed, extra_seeds, max_minutes, progress, 
         model=f"transfer ×{len(runs)}",
         description=f"average of {len(runs)} `transfer` runs (seeds {seeds}), exported as one ONNX model",
         head="ages",
-        parameters=json.loads((out / "transfer" / "summary.json").read_text())["parameters"] * len(runs),
+        parameters=base["parameters"] * len(runs),
         train_minutes=round(minutes, 2),
     )
     cache.write_text(json.dumps(result, indent=1))
@@ -136,17 +133,7 @@ def evaluate_ensemble(runs: list[Path], data_dir: Path) -> dict:
                                 batch_size=256, augment=False)  # fmt: skip
     result: dict = {"members": [str(r) for r in runs]}
     for split in ("train", "val", "test"):
-        truths, ages, bins = [], [], []
-        with torch.no_grad():
-            for x, age, _ in datamodule.loader(split):
-                estimate, bin_probs = first.outputs(averaged(x))
-                truths.append(age.numpy())
-                ages.append(estimate.numpy())
-                bins.append(bin_probs.numpy())
-        truth, estimate, bin_probs = np.concatenate(truths), np.concatenate(ages), np.concatenate(bins)
-        result[f"{split}_n"] = int(len(truth))
-        result[f"{split}_acc"] = round(float((bin_probs.argmax(1) == first.bins.index(truth)).mean()), 4)
-        result[f"{split}_mae"] = round(float(np.abs(estimate - truth).mean()), 3)
-        if split == "test":
-            result["test_bands"] = band_errors(truth, estimate)
+        scores = evaluate_split(first, datamodule, split, probabilities=averaged)
+        result.update({f"{split}_n": scores["n"], f"{split}_acc": scores["acc"], f"{split}_mae": scores["mae"]})
+    result["test_bands"] = scores["bands"]
     return result

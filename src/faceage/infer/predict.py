@@ -150,10 +150,16 @@ def predict_paths(
             pool.join()
 
 
-def write_rows(rows: list[dict], out: Path) -> None:
-    suffix = out.suffix.lower()
+def check_output_path(out: Path) -> str:
+    """The output format (".csv" or ".jsonl") from the file name, checked before any work is done."""
+    suffix = Path(out).suffix.lower()
     if suffix not in (".csv", ".jsonl"):
         raise FaceageError(f"{out}: the output must end in .csv or .jsonl")
+    return suffix
+
+
+def write_rows(rows: list[dict], out: Path) -> None:
+    suffix = check_output_path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if suffix == ".csv":
         buffer = io.StringIO()

@@ -22,9 +22,8 @@ from faceage import __version__
 from faceage.data.manifest import atomic_write_bytes
 from faceage.detect import ALIGNMENT_VERSION
 from faceage.errors import FaceageError
+from faceage.preprocessing import MODEL_METADATA_KEY
 from faceage.train.module import AgeModule
-
-METADATA_KEY = "faceage"
 
 
 class AveragedProbabilities(torch.nn.Module):
@@ -130,7 +129,7 @@ def export_onnx(runs: Path | list[Path], out: Path, name: str | None = None, flo
         "float16_weights": float16_weights,
     }
     entry = model.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, json.dumps(metadata)
+    entry.key, entry.value = MODEL_METADATA_KEY, json.dumps(metadata)
     if float16_weights:
         model = store_weights_as_float16(model)
     onnx.checker.check_model(model)

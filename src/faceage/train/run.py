@@ -12,6 +12,7 @@ import json
 import os
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -35,10 +36,6 @@ from faceage.train.module import AgeModule
 class TrainResult:
     run_dir: Path
     summary: dict
-
-
-def _trainer_seed(seed: int) -> None:
-    L.seed_everything(seed, workers=True, verbose=False)
 
 
 def train_model(
@@ -72,7 +69,7 @@ def train_model(
     if not resume and last.is_file():
         raise FaceageError(f"{out} already holds a run; continue it with --resume or choose a new --out")
     out.mkdir(parents=True, exist_ok=True)
-    _trainer_seed(seed)
+    L.seed_everything(seed, workers=True, verbose=False)
 
     datamodule = FaceDataModule(
         data_dir, info.preprocessing, bins, recipe.batch_size, recipe.augment, num_workers=num_workers, limit=limit
@@ -160,21 +157,28 @@ def _best_epoch(path: Path) -> int | None:
 
 @torch.no_grad()
 def predict_split(
-    module: AgeModule, datamodule: FaceDataModule, split: str
+    module: AgeModule, datamodule: FaceDataModule, split: str, probabilities: Callable | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(true ages, estimated ages, bin probabilities) on a split, without augmentation, with the module's TTA."""
+    """(true ages, estimated ages, bin probabilities) on a split, without augmentation.
+
+    ``probabilities`` maps a batch to the head's probabilities: by default the module's own (with its flip
+    averaging); an ensemble passes the average of its members."""
     module.eval()
+    if probabilities is None:
+        probabilities = lambda x: module.probabilities(x, module.hparams.flip_tta)  # noqa: E731
     truths, estimates, bin_probs = [], [], []
     for x, ages, _ in datamodule.loader(split):
-        age, probs = module.outputs(module.probabilities(x, module.hparams.flip_tta))
+        age, probs = module.outputs(probabilities(x))
         truths.append(ages.numpy())
         estimates.append(age.numpy())
         bin_probs.append(probs.numpy())
     return np.concatenate(truths), np.concatenate(estimates), np.concatenate(bin_probs)
 
 
-def evaluate_split(module: AgeModule, datamodule: FaceDataModule, split: str) -> dict:
-    truth, estimate, bin_probs = predict_split(module, datamodule, split)
+def evaluate_split(
+    module: AgeModule, datamodule: FaceDataModule, split: str, probabilities: Callable | None = None
+) -> dict:
+    truth, estimate, bin_probs = predict_split(module, datamodule, split, probabilities)
     true_bins = np.asarray(module.bins.index(truth))
     return {
         "n": int(len(truth)),
