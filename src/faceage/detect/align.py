@@ -8,8 +8,9 @@ default of 160 px is larger than any of our models' inputs (they resize down).
 
 Where the template reaches past the photo (UTKFace's aligned chips are cut tight above the eyebrows), the crop is
 filled by mirroring the photo at its edge (OpenCV's BORDER_REFLECT_101). Measured on 800 validation faces, the
-pretrained Cydral age network errs far less on mirrored borders than on black ones (MAE 7.0 vs 9.4 years at a 70%
-centre crop), and mirrored borders look more like the real context a photo has at prediction time. The same
+pretrained Cydral age network errs far less on mirrored borders than on black ones (MAE 6.98 vs 9.37 years at a 70%
+centre crop; ``python benchmarks/alignment.py``), and mirrored borders look more like the real context a photo
+has at prediction time. The same
 :func:`align_face` is used when preparing training data and at prediction time; ``ALIGNMENT_VERSION`` names this
 template and border so that data prepared with another one is never mixed in.
 """

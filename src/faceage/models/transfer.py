@@ -33,7 +33,8 @@ from faceage.preprocessing import Preprocessing
 
 CYDRAL_MEANS = (122.781998, 117.000999, 104.297997)
 # The crop that matches the network's own training chips (dlib, padding 0.2): measured by mapping dlib's chip
-# rectangle into our aligned crops for 296 training faces (median centre y 96.3 px, side 102 px of 160).
+# rectangle into our aligned crops for 296 training faces (median centre y 96.3 px, side 102 px of 160;
+# `python benchmarks/alignment.py`).
 TRANSFER_INPUT = Preprocessing(input_size=64, crop_fraction=0.64, center_y=0.6, mean=CYDRAL_MEANS, std=(256.0,) * 3)
 CYDRAL_AGES = np.array([0.25] + list(range(1, 81)), dtype=np.float32)
 
