@@ -321,6 +321,92 @@ def predict(
     raise typer.Exit(summary.exit_code)
 
 
+@app.command()
+@friendly_errors
+def evaluate(
+    model: Annotated[str, typer.Argument(help="ONNX file, training run folder, .ckpt, or 'default' (shipped).")],
+    data: Annotated[Path, typer.Option(help="Prepared data folder, folder of UTKFace-named photos, or CSV "
+                                            "path,age[,gender,race].")],  # fmt: skip
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for metrics.json and predictions.csv.")],
+    split: Annotated[str, typer.Option(help="Split of a prepared data folder.")] = "test",
+    photos: Annotated[bool, typer.Option(help="Prepared data: detect and align the original photos again "
+                                              "(end to end) instead of using the stored crops.")] = False,  # fmt: skip
+    bins: Annotated[str | None, typer.Option(help="Other bins, e.g. '0-12,13-17,18-24,25+'.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the bootstrap intervals.")] = 0,
+) -> None:
+    """Measure a model on labelled faces: accuracy, MAE, error by age band and group, screening rates."""
+    from faceage.data.manifest import MANIFEST
+    from faceage.evaluate.evaluation import evaluate as run_evaluation
+    from faceage.evaluate.evaluation import samples_from_data_dir, samples_from_labelled
+
+    if (data / MANIFEST).is_file():
+        samples = samples_from_data_dir(data, split, photos=photos)
+    else:
+        samples = samples_from_labelled(data)
+    with _progress() as bar:
+        task = bar.add_task("evaluate", total=len(samples.frame))
+        result = run_evaluation(
+            model, samples, out, bins=bins, seed=seed, progress=lambda done, total: bar.update(task, completed=done)
+        )
+    print_evaluation(result.metrics)
+    console.print(f"wrote {result.metrics_path} and {result.predictions_path}")
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def _num(value: float | None, fmt: str = ".2f") -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def print_evaluation(metrics: dict) -> None:
+    head, counts, every = metrics["headline"], metrics["counts"], metrics["all_images"]
+    table = Table(title=f"{metrics['model']['name']} on {metrics['data']['source']}")
+    for column in ("metric", f"{head['n']} processed faces", f"all {every['n']} images (failures = errors)"):
+        table.add_column(column, justify="right")
+    acc_ci, mae_ci = head["acc_ci"], head["mae_ci"]
+    table.add_row("bin accuracy (95% CI)", f"{_pct(head['acc'])} ({_pct(acc_ci[0])}-{_pct(acc_ci[1])})",
+                  _pct(every["acc"]))  # fmt: skip
+    table.add_row("±1-bin accuracy", _pct(head["adjacent_acc"]), _pct(every["adjacent_acc"]))
+    table.add_row("MAE, years (95% CI)", f"{_num(head['mae'])} ({_num(mae_ci[0])}-{_num(mae_ci[1])})", "")
+    table.add_row("median absolute error", _num(head["median_ae"]), "")
+    table.add_row("CS@5 (within ±5 years)", _pct(head["cs5"]), _pct(every["cs5"]))
+    table.add_row("mean signed error", _num(head["mean_signed"], "+.2f"), "")
+    console.print(table)
+    console.print(
+        f"failure to process: {_pct(counts['failure_to_process'])} ({counts['no_face']} no face, "
+        f"{counts['unreadable']} unreadable of {counts['images']})"
+    )
+    bands = Table(title="by true age band (bias > 0: estimated older)")
+    for column in ("band", "faces", "MAE", "bias"):
+        bands.add_column(column, justify="right")
+    for row in metrics["bands"]:
+        bands.add_row(row["band"], str(row["n"]), _num(row["mae"]), _num(row["bias"], "+.2f"))
+    console.print(bands)
+    for name, audit in metrics["fairness"].items():
+        groups = Table(title=f"by {name} (audit only; 95% bootstrap intervals)")
+        for column in ("group", "faces", "bin acc", "MAE"):
+            groups.add_column(column, justify="right")
+        for row in audit["groups"]:
+            groups.add_row(row["group"], str(row["n"]), f"{_pct(row['acc'])} ({_pct(row['acc_low'])}-"
+                           f"{_pct(row['acc_high'])})", f"{_num(row['mae'])} ({_num(row['mae_low'])}-"
+                           f"{_num(row['mae_high'])})")  # fmt: skip
+        console.print(groups)
+        for key in ("acc_spread", "mae_spread"):
+            spread = audit[key]
+            if spread:
+                value = _pct(spread["spread"]) if key == "acc_spread" else _num(spread["spread"])
+                console.print(f"  {spread['metric']} spread {value}: {spread['lowest']} lowest, "
+                              f"{spread['highest']} highest (groups of ≥ {spread['min_n']} faces)")  # fmt: skip
+    screening = metrics["screening"]
+    console.print(
+        f"screening: 13-17 estimated 25+ {_pct(screening['teens_13_17_estimated_25_plus'])}; under-18s estimated 18+ "
+        f"{_pct(screening['under_18_estimated_18_plus'])}; adults 25+ estimated under 25 "
+        f"{_pct(screening['adults_25_plus_estimated_under_25'])}"
+    )
+
+
 def print_summary(summary: dict) -> None:
     table = Table(title=f"{summary['model']}: best checkpoint (epoch {summary['best_epoch']})")
     for column in ("split", "faces", "bin accuracy", "MAE (years)"):

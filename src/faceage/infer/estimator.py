@@ -116,20 +116,31 @@ class AgeEstimator:
         """Faces in one image (path, bytes, PIL image or array), largest box first."""
         rgb = load_rgb(image, max_pixels=self.max_pixels)
         if cropped:
-            height, width = rgb.shape[:2]
-            size = self.preprocessing.aligned_size
-            aligned = cv2.resize(
-                rgb, (size, size), interpolation=cv2.INTER_AREA if min(height, width) > size else cv2.INTER_LINEAR
-            )
-            whole = Detection((0.0, 0.0, float(width), float(height)), (), 1.0)
-            return self._estimate([whole], [aligned])
+            return self._estimate(*self._whole_image_face(rgb))
         detections = sorted(self.detector.detect(rgb), key=lambda d: -d.area)
         size = self.preprocessing.aligned_size
         crops = [align_face(rgb, d.landmarks, size=size).image for d in detections]
         return self._estimate(detections, crops)
 
     def predict_batch(self, images, cropped: bool = False) -> list[list[Face]]:
-        return [self.predict(image, cropped=cropped) for image in images]
+        """``predict`` for many images; with ``cropped=True`` the faces go through the age model in one batch."""
+        if not cropped:
+            return [self.predict(image) for image in images]
+        wholes, crops = [], []
+        for image in images:
+            (whole,), (crop,) = self._whole_image_face(load_rgb(image, max_pixels=self.max_pixels))
+            wholes.append(whole)
+            crops.append(crop)
+        return [[face] for face in self._estimate(wholes, crops)]
+
+    def _whole_image_face(self, rgb: np.ndarray) -> tuple[list[Detection], list[np.ndarray]]:
+        """A pre-cropped face: the whole image is the face, resized to the aligned size."""
+        height, width = rgb.shape[:2]
+        size = self.preprocessing.aligned_size
+        aligned = cv2.resize(
+            rgb, (size, size), interpolation=cv2.INTER_AREA if min(height, width) > size else cv2.INTER_LINEAR
+        )
+        return [Detection((0.0, 0.0, float(width), float(height)), (), 1.0)], [aligned]
 
     def estimate_aligned(self, aligned_crops: list[np.ndarray]) -> np.ndarray:
         """The model's probabilities for aligned crops (N×aligned_size×aligned_size×3 uint8)."""
