@@ -389,7 +389,6 @@ def load_evaluation(folder: Path) -> Evaluation:
     metrics_path, predictions_path = folder / "metrics.json", folder / "predictions.csv"
     if not metrics_path.is_file() or not predictions_path.is_file():
         raise FaceageError(f"{folder}: no metrics.json and predictions.csv; run 'faceage evaluate ... --out {folder}'")
-    predictions = pd.read_csv(predictions_path, keep_default_na=False, na_values=[""])
-    for column in ("bin_pred", "crop", "status"):
-        predictions[column] = predictions[column].fillna("").astype(str)
+    predictions = pd.read_csv(predictions_path, converters={c: str for c in ("path", "bin", "bin_pred", "crop",
+                                                                              "status")})  # fmt: skip
     return Evaluation(folder, json.loads(metrics_path.read_text()), predictions)
