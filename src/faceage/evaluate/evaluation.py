@@ -389,6 +389,8 @@ def load_evaluation(folder: Path) -> Evaluation:
     metrics_path, predictions_path = folder / "metrics.json", folder / "predictions.csv"
     if not metrics_path.is_file() or not predictions_path.is_file():
         raise FaceageError(f"{folder}: no metrics.json and predictions.csv; run 'faceage evaluate ... --out {folder}'")
-    predictions = pd.read_csv(predictions_path, converters={c: str for c in ("path", "bin", "bin_pred", "crop",
-                                                                              "status")})  # fmt: skip
+    text_columns = ("path", "bin", "bin_pred", "crop", "status")
+    predictions = pd.read_csv(predictions_path, dtype={c: object for c in text_columns})
+    for column in text_columns:
+        predictions[column] = predictions[column].fillna("").astype(str)
     return Evaluation(folder, json.loads(metrics_path.read_text()), predictions)
