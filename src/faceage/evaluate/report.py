@@ -275,13 +275,13 @@ SUMMARY_COLUMNS = [
 ]  # fmt: skip
 
 
-def markdown_summary(evaluations: list[Evaluation]) -> str:
+def markdown_summary(evaluations: list[Evaluation], bands: bool = True) -> str:
     lines = ["| " + " | ".join(title for _, title in SUMMARY_COLUMNS) + " |",
              "|" + "---|" * len(SUMMARY_COLUMNS)]  # fmt: skip
     for evaluation in evaluations:
         row = summary_row(evaluation)
         lines.append("| " + " | ".join(str(row[key]) for key, _ in SUMMARY_COLUMNS) + " |")
-    for evaluation in evaluations:
+    for evaluation in evaluations if bands else []:
         lines += ["", f"Error by true age band, {_name(evaluation)} (bias > 0: estimated older):", "",
                   "| band | faces | MAE | bias |", "|---|---|---|---|"]  # fmt: skip
         for band in evaluation.metrics["bands"]:
