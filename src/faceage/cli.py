@@ -412,6 +412,42 @@ def card(
         console.print(f"wrote {out}")
 
 
+@app.command()
+@friendly_errors
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind; anything but 127.0.0.1 exposes the service.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    workers: Annotated[int, typer.Option(help="Worker processes (each loads the model).")] = 1,
+    model: Annotated[Path | None, typer.Option(help="ONNX model from 'faceage export' (default: shipped).")] = None,
+    max_upload_mb: Annotated[float, typer.Option(help="Largest upload per image, in MB.")] = 10.0,
+    max_batch: Annotated[int, typer.Option(help="Most images in one batch request.")] = 16,
+) -> None:
+    """The HTTP API (/v1/estimate, /docs) and a web page at /. Uploads stay in memory and are never stored."""
+    import os
+
+    try:
+        import uvicorn
+
+        from faceage.serve.app import ENVIRONMENT
+    except ImportError:
+        raise FaceageError("the service needs its extra: pip install 'faceage[serve]'") from None
+    if workers < 1:
+        raise FaceageError(f"--workers must be at least 1, got {workers}")
+    if model is not None:
+        from faceage.infer.estimator import ModelFile
+
+        ModelFile.load(model)  # a bad model is refused here, not in each worker
+    os.environ[ENVIRONMENT["max_upload_bytes"]] = str(int(max_upload_mb * 1024 * 1024))
+    os.environ[ENVIRONMENT["max_batch"]] = str(max_batch)
+    if model is not None:
+        os.environ[ENVIRONMENT["model"]] = str(model.resolve())
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        err_console.print(f"[bold yellow]note:[/] binding to {host}: the service is reachable from other machines")
+    err_console.print(f"faceage serving on http://{host}:{port}/ (API docs at /docs); Ctrl-C stops it")
+    uvicorn.run("faceage.serve.app:app_from_environment", factory=True, host=host, port=port, workers=workers,
+                log_level="warning")  # fmt: skip
+
+
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.1%}"
 

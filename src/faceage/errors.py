@@ -21,3 +21,7 @@ class SourceError(FaceageError):
 
 class WeightsError(FaceageError):
     """Model weights that cannot be found or loaded."""
+
+
+class UnsupportedImageError(ImageError):
+    """Input that is not an image at all, or in a format faceage cannot read (empty, text, PDF, ...)."""

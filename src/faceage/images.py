@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from faceage.errors import ImageError
+from faceage.errors import ImageError, UnsupportedImageError
 
 # Refuse decompression bombs: 50 megapixels is a 8660x5773 photo, far more than any face photo needs.
 DEFAULT_MAX_PIXELS = 50_000_000
@@ -31,7 +31,7 @@ def load_rgb(image: Any, max_pixels: int = DEFAULT_MAX_PIXELS, name: str | None 
     if isinstance(image, bytes | bytearray | memoryview):
         data = bytes(image)
         if not data:
-            raise ImageError(f"{label}: empty input (0 bytes); give a JPEG, PNG or WebP image")
+            raise UnsupportedImageError(f"{label}: empty input (0 bytes); give a JPEG, PNG or WebP image")
         return _open_bytes(data, label, max_pixels)
     if isinstance(image, str | Path):
         path = Path(image)
@@ -41,7 +41,7 @@ def load_rgb(image: Any, max_pixels: int = DEFAULT_MAX_PIXELS, name: str | None 
             raise ImageError(f"{label}: is a folder, not an image file")
         data = path.read_bytes()
         if not data:
-            raise ImageError(f"{label}: empty file (0 bytes)")
+            raise UnsupportedImageError(f"{label}: empty file (0 bytes)")
         return _open_bytes(data, label, max_pixels)
     raise ImageError(f"cannot read an image from {type(image).__name__}; give a path, bytes, PIL image or array")
 
@@ -54,7 +54,7 @@ def _open_bytes(data: bytes, label: str, max_pixels: int) -> np.ndarray:
             pil.size  # noqa: B018 - header parsed here
     except (UnidentifiedImageError, Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
         if isinstance(exc, UnidentifiedImageError):
-            raise ImageError(f"{label}: not an image in a known format (JPEG, PNG, WebP, ...)") from None
+            raise UnsupportedImageError(f"{label}: not an image in a known format (JPEG, PNG, WebP, ...)") from None
         raise ImageError(f"{label}: too many pixels (decompression bomb?): {exc}") from None
     except OSError as exc:
         raise ImageError(f"{label}: cannot be read as an image ({exc})") from None

@@ -9,6 +9,7 @@ model (which carries its own preprocessing and bins in its metadata). Faces come
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,6 +108,17 @@ class AgeEstimator:
         self.session = ort.InferenceSession(str(self.model.path), options, providers=["CPUExecutionProvider"])
         self.detector = MTCNN(detector or DetectorConfig(threads=threads))
         self.max_pixels = max_pixels
+
+    def with_bins(self, bins: str | AgeBins | None) -> AgeEstimator:
+        """The same estimator (sharing its loaded networks) answering in other bins."""
+        if bins is None:
+            return self
+        parsed = AgeBins.parse(bins) if isinstance(bins, str) else bins
+        if self.model.metadata["head"] == "bins" and parsed != self.model_bins:
+            raise FaceageError(f"this model predicts the bins {self.model_bins}; it cannot answer in other bins")
+        other = copy.copy(self)
+        other.bins = parsed
+        return other
 
     @property
     def name(self) -> str:

@@ -1,0 +1,303 @@
+"""``faceage serve``: the HTTP service (FastAPI) and its web page, on one shared ``AgeEstimator``.
+
+Uploads are untrusted and personal: they are read into memory only (the multipart parser is told never to spool to a
+temporary file), never written to disk and never logged; the body size is checked while it streams in.
+Every error is JSON ``{"error": {"code", "message"}}`` with a status that says what was wrong:
+413 too large / too many images, 415 not an image, 422 corrupt image, too many pixels or a bad field.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData, UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.formparsers import MultiPartException, MultiPartParser
+
+from faceage import __version__
+from faceage.errors import FaceageError, ImageError, UnsupportedImageError
+from faceage.images import DEFAULT_MAX_PIXELS, load_rgb
+from faceage.infer.estimator import AgeEstimator
+
+STATIC = Path(__file__).resolve().parent / "static"
+DEFAULT_MAX_UPLOAD = 10 * 1024 * 1024
+DEFAULT_MAX_BATCH = 16
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    model: Path | None = None  # None: the shipped default model
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD  # per image
+    max_batch: int = DEFAULT_MAX_BATCH  # images per batch request
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    threads: int = 1  # ONNX Runtime threads per request
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+
+
+def _image_error(exc: ImageError, name: str) -> ApiError:
+    message = str(exc)
+    if isinstance(exc, UnsupportedImageError):
+        return ApiError(415, "unsupported_media_type", f"{message}. Upload a JPEG, PNG or WebP photo.")
+    if "pixels is over the limit" in message or "decompression bomb" in message:
+        return ApiError(422, "too_many_pixels", message)
+    return ApiError(422, "corrupt_image", f"{message}. Upload the photo again or another one.")
+
+
+async def _limited(request: Request, limit: int) -> AsyncGenerator[bytes, None]:
+    """The request body, refused with 413 as soon as it exceeds ``limit`` bytes (declared or actual)."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, "payload_too_large", f"the upload is {int(declared):,} bytes; the limit is {limit:,}")
+    total = 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > limit:
+            raise ApiError(413, "payload_too_large", f"the upload is over the limit of {limit:,} bytes")
+        yield chunk
+
+
+async def _form(request: Request, limit: int) -> FormData:
+    content_type = request.headers.get("content-type", "")
+    if not content_type.startswith("multipart/form-data"):
+        raise ApiError(415, "unsupported_media_type",
+                       "send the photo as multipart/form-data with a field named 'image'")  # fmt: skip
+    parser = MultiPartParser(request.headers, _limited(request, limit), max_files=1000, max_fields=20)
+    parser.spool_max_size = limit + 1  # keep every upload in memory: never a temporary file on disk
+    try:
+        return await parser.parse()
+    except MultiPartException as exc:
+        raise ApiError(422, "bad_form", f"malformed multipart form: {exc.message}") from None
+
+
+async def _read_upload(upload, field: str, limit: int) -> tuple[str, bytes]:
+    if not isinstance(upload, UploadFile):
+        raise ApiError(422, "bad_form", f"'{field}' must be a file upload, not a text field")
+    data = await upload.read()
+    await upload.close()
+    if len(data) > limit:
+        raise ApiError(413, "payload_too_large", f"{upload.filename or field} is {len(data):,} bytes; the limit is "
+                       f"{limit:,}")  # fmt: skip
+    return upload.filename or field, data
+
+
+def _flag(value, name: str) -> bool:
+    if value is None:
+        return False
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ApiError(422, "bad_field", f"'{name}' must be true or false, got '{value}'")
+
+
+def _estimator_for(app: FastAPI, bins) -> AgeEstimator:
+    estimator: AgeEstimator = app.state.estimator
+    if bins is None or str(bins).strip() == "":
+        return estimator
+    try:
+        return estimator.with_bins(str(bins))
+    except FaceageError as exc:
+        raise ApiError(422, "bad_bins", str(exc)) from None
+
+
+def _estimate(estimator: AgeEstimator, name: str, data: bytes, cropped: bool, max_pixels: int) -> dict:
+    started = time.perf_counter()
+    try:
+        rgb = load_rgb(data, max_pixels=max_pixels, name=name)
+    except ImageError as exc:
+        raise _image_error(exc, name) from None
+    faces = estimator.predict(rgb, cropped=cropped)
+    return {
+        "faces": [face.to_dict() for face in faces],
+        "image": {"width": int(rgb.shape[1]), "height": int(rgb.shape[0])},
+        "model": {"name": estimator.name, "version": estimator.model.metadata.get("version", __version__)},
+        "elapsed_ms": round((time.perf_counter() - started) * 1000, 1),
+    }
+
+
+def create_app(config: ServiceConfig | None = None) -> FastAPI:
+    config = config or ServiceConfig()
+    app = FastAPI(
+        title="faceage",
+        version=__version__,
+        description="Age from a face photo, offline. Age only: never gender or ethnicity. Uploads are processed in "
+        "memory and never stored.",
+    )
+    app.state.config = config
+    app.state.estimator = AgeEstimator(model=config.model, threads=config.threads, max_pixels=config.max_pixels)
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError):
+        return _error(exc.status, exc.code, exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError):
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return _error(422, "bad_request", f"{where}: {first.get('msg', 'invalid request')}")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        codes = {404: "not_found", 405: "method_not_allowed"}
+        return _error(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception):  # a bug of ours: no traceback leaves the server
+        return _error(500, "internal_error", "the server failed on this request; it has not stored your image")
+
+    upload_schema = {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["image"],
+                        "properties": {
+                            "image": {"type": "string", "format": "binary"},
+                            "bins": {"type": "string", "example": "0-12,13-17,18-24,25+"},
+                            "cropped": {"type": "boolean", "default": False},
+                        },
+                    }
+                }
+            },
+        }
+    }
+
+    @app.post("/v1/estimate", openapi_extra=upload_schema, summary="Ages of the faces in one photo")
+    async def estimate(request: Request):
+        form = await _form(request, config.max_upload_bytes + 64 * 1024)
+        if "image" not in form:
+            raise ApiError(422, "missing_image", "no 'image' field in the form; attach the photo as 'image'")
+        name, data = await _read_upload(form["image"], "image", config.max_upload_bytes)
+        estimator = _estimator_for(app, form.get("bins"))
+        cropped = _flag(form.get("cropped"), "cropped")
+        return await run_in_threadpool(_estimate, estimator, name, data, cropped, config.max_pixels)
+
+    batch_schema = {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["images"],
+                        "properties": {
+                            "images": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                            "bins": {"type": "string"},
+                            "cropped": {"type": "boolean", "default": False},
+                        },
+                    }
+                }
+            },
+        }
+    }
+
+    @app.post("/v1/estimate/batch", openapi_extra=batch_schema, summary="Ages for several photos in one request")
+    async def estimate_batch(request: Request):
+        limit = config.max_upload_bytes * config.max_batch + 64 * 1024
+        form = await _form(request, limit)
+        uploads = form.getlist("images")
+        if not uploads:
+            raise ApiError(422, "missing_image", "no 'images' fields in the form; attach one or more photos as 'images'")
+        if len(uploads) > config.max_batch:
+            raise ApiError(413, "too_many_images", f"{len(uploads)} images in one request; the limit is "
+                           f"{config.max_batch}")  # fmt: skip
+        estimator = _estimator_for(app, form.get("bins"))
+        cropped = _flag(form.get("cropped"), "cropped")
+        results = []
+        for upload in uploads:
+            name, data = await _read_upload(upload, "images", config.max_upload_bytes)
+            try:
+                results.append(await run_in_threadpool(_estimate, estimator, name, data, cropped, config.max_pixels))
+            except ApiError as exc:  # one bad photo does not sink the others
+                results.append({"error": {"code": exc.code, "message": exc.message, "status": exc.status}})
+        return {"results": results}
+
+    @app.get("/healthz", summary="Liveness")
+    async def healthz():
+        return {"status": "ok", "model": app.state.estimator.name}
+
+    @app.get("/v1/model", summary="The model, its bins and its model card summary")
+    async def model_info():
+        return model_summary(app.state.estimator, config)
+
+    @app.get("/", include_in_schema=False)
+    async def page():
+        return FileResponse(STATIC / "index.html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app
+
+
+def model_summary(estimator: AgeEstimator, config: ServiceConfig) -> dict:
+    meta = estimator.model.metadata
+    card_path = estimator.model.path.parent / "MODEL_CARD.md"
+    card = card_path.read_text() if card_path.is_file() else ""
+    return {
+        "name": meta["name"],
+        "version": meta.get("version"),
+        "architecture": meta.get("model"),
+        "bins": estimator.bins.labels,
+        "interval": "80%",
+        "limits": {"max_upload_bytes": config.max_upload_bytes, "max_batch": config.max_batch,
+                   "max_pixels": config.max_pixels},  # fmt: skip
+        "card": _card_summary(card),
+    }
+
+
+def _card_summary(card: str) -> dict:
+    """Intended uses, uses it is not fit for and the measured-performance table, from the model card's Markdown."""
+    sections, current = {}, None
+    for line in card.splitlines():
+        if line.startswith("## "):
+            current = line[3:].strip()
+            sections[current] = []
+        elif current:
+            sections[current].append(line)
+    bullets = lambda name: [l[2:] for l in sections.get(name, []) if l.startswith("- ")]  # noqa: E731, E741
+    table = []
+    for line in sections.get("Measured performance", []):  # its first table
+        if line.startswith("|"):
+            table.append(line)
+        elif table:
+            break
+    return {"intended_uses": bullets("Intended uses"), "not_fit_for": bullets("Not fit for"),
+            "measured_performance": table, "available": bool(card)}  # fmt: skip
+
+
+ENVIRONMENT = {"model": "FACEAGE_MODEL", "max_upload_bytes": "FACEAGE_MAX_UPLOAD_BYTES",
+               "max_batch": "FACEAGE_MAX_BATCH"}  # fmt: skip
+
+
+def app_from_environment() -> FastAPI:
+    """The app for ``uvicorn --factory`` (each worker process builds its own), configured by environment variables,
+    which is how ``faceage serve --workers N`` hands its options to the workers."""
+    import os
+
+    model = os.environ.get(ENVIRONMENT["model"])
+    return create_app(
+        ServiceConfig(
+            model=Path(model) if model else None,
+            max_upload_bytes=int(os.environ.get(ENVIRONMENT["max_upload_bytes"], DEFAULT_MAX_UPLOAD)),
+            max_batch=int(os.environ.get(ENVIRONMENT["max_batch"], DEFAULT_MAX_BATCH)),
+        )
+    )

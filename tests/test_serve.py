@@ -1,0 +1,156 @@
+"""The HTTP API on real photos: every route and every error, and uploads never touching the disk."""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from faceage.serve.app import ServiceConfig, create_app
+
+from .conftest import jpeg_bytes
+
+
+@pytest.fixture(scope="module")
+def client():
+    return TestClient(create_app(ServiceConfig(max_upload_bytes=2 * 1024 * 1024, max_batch=3)))
+
+
+@pytest.fixture(scope="module")
+def astronaut_jpeg(astronaut) -> bytes:
+    return jpeg_bytes(astronaut)
+
+
+def _post(client, data: bytes, name="photo.jpg", **fields):
+    return client.post("/v1/estimate", files={"image": (name, data, "application/octet-stream")}, data=fields)
+
+
+def _assert_error(response, status: int, code: str, words: str):
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error"} and body["error"]["code"] == code
+    assert words in body["error"]["message"]
+    assert "Traceback" not in response.text
+
+
+def test_estimate_astronaut(client, astronaut_jpeg):
+    response = _post(client, astronaut_jpeg)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["image"] == {"width": 512, "height": 512}
+    assert len(body["faces"]) == 1
+    face = body["faces"][0]
+    x1, y1, x2, y2 = face["box"]
+    assert 150 < x1 < x2 < 300 and 30 < y1 < y2 < 200  # Eileen Collins' face
+    assert 20 <= face["age"] <= 60 and face["age_low"] <= face["age"] <= face["age_high"]
+    assert face["bin"] in face["bin_probs"] and abs(sum(face["bin_probs"].values()) - 1) < 1e-3
+    assert len(face["landmarks"]) == 5 and face["det_score"] > 0.9
+    assert body["model"]["name"] and body["elapsed_ms"] > 0
+
+
+def test_no_face_is_an_empty_list(client):
+    from skimage import data
+
+    response = _post(client, jpeg_bytes(data.chelsea()), "cat.jpg")
+    assert response.status_code == 200 and response.json()["faces"] == []
+
+
+def test_several_faces_largest_first(client, photos):
+    response = _post(client, (photos / "multiface.jpg").read_bytes(), "multiface.jpg")
+    faces = response.json()["faces"]
+    assert len(faces) == 6
+    areas = [(f["box"][2] - f["box"][0]) * (f["box"][3] - f["box"][1]) for f in faces]
+    assert areas == sorted(areas, reverse=True)
+
+
+def test_bins_and_cropped_fields(client, astronaut_jpeg, astronaut):
+    body = _post(client, astronaut_jpeg, bins="0-17,18-24,25+").json()
+    assert list(body["faces"][0]["bin_probs"]) == ["0-17", "18-24", "25+"]
+    crop = jpeg_bytes(astronaut[40:200, 160:290])
+    body = _post(client, crop, cropped="true").json()
+    assert len(body["faces"]) == 1 and body["faces"][0]["box"] == [0.0, 0.0, 130.0, 160.0]
+    _assert_error(_post(client, astronaut_jpeg, bins="10-5"), 422, "bad_bins", "10-5")
+    _assert_error(_post(client, astronaut_jpeg, cropped="maybe"), 422, "bad_field", "cropped")
+
+
+def test_upload_errors(client, astronaut_jpeg):
+    _assert_error(_post(client, b"just some text\n", "notes.txt"), 415, "unsupported_media_type", "not an image")
+    _assert_error(_post(client, b"", "empty.jpg"), 415, "unsupported_media_type", "empty")
+    _assert_error(_post(client, astronaut_jpeg[: len(astronaut_jpeg) // 3]), 422, "corrupt_image", "truncated")
+    big = os.urandom(2 * 1024 * 1024 + 10)
+    _assert_error(_post(client, big), 413, "payload_too_large", "limit")
+    _assert_error(client.post("/v1/estimate", data={"bins": "0-20,21+"}), 415, "unsupported_media_type", "multipart")
+    no_image = client.post("/v1/estimate", files={"other": ("a.jpg", astronaut_jpeg)})
+    _assert_error(no_image, 422, "missing_image", "'image'")
+    text_field = client.post("/v1/estimate", files={"image": (None, "not a file")})
+    _assert_error(text_field, 422, "bad_form", "file upload")
+
+
+def test_decompression_bomb_is_refused(client):
+    buffer = io.BytesIO()
+    Image.new("L", (20000, 20000)).save(buffer, format="PNG")  # 400 Mpx, a few hundred kB compressed
+    response = _post(client, buffer.getvalue(), "bomb.png")
+    _assert_error(response, 422, "too_many_pixels", "pixels")
+
+
+def test_batch(client, astronaut_jpeg):
+    files = [("images", ("a.jpg", astronaut_jpeg)), ("images", ("b.txt", b"hello")), ("images", ("c.jpg", astronaut_jpeg))]
+    response = client.post("/v1/estimate/batch", files=files)
+    assert response.status_code == 200
+    results = response.json()["results"]
+    assert len(results[0]["faces"]) == 1 and len(results[2]["faces"]) == 1
+    assert results[1]["error"]["code"] == "unsupported_media_type" and results[1]["error"]["status"] == 415
+    too_many = [("images", (f"{i}.jpg", astronaut_jpeg)) for i in range(4)]
+    _assert_error(client.post("/v1/estimate/batch", files=too_many), 413, "too_many_images", "limit is 3")
+    _assert_error(client.post("/v1/estimate/batch", files={"image": ("a.jpg", astronaut_jpeg)}), 422,
+                  "missing_image", "'images'")  # fmt: skip
+
+
+def test_health_model_docs_and_page(client):
+    assert client.get("/healthz").json()["status"] == "ok"
+    model = client.get("/v1/model").json()
+    assert model["bins"] == ["0-20", "21-26", "27-35", "36-50", "51+"]
+    assert model["card"]["available"] and model["card"]["intended_uses"] and model["card"]["not_fit_for"]
+    assert model["card"]["measured_performance"][0].startswith("| evaluation")
+    assert model["limits"]["max_batch"] == 3
+    assert "/v1/estimate" in client.get("/openapi.json").json()["paths"]
+    assert client.get("/docs").status_code == 200
+    page = client.get("/")
+    assert page.status_code == 200 and 'id="file"' in page.text and "never stored" in page.text
+    assert client.get("/static/app.js").status_code == 200
+    _assert_error(client.get("/nope"), 404, "not_found", "Not Found")
+    _assert_error(client.get("/v1/estimate"), 405, "method_not_allowed", "Method Not Allowed")
+
+
+def _files_under(*roots: Path) -> set[Path]:
+    found = set()
+    for root in roots:
+        for dirpath, _, names in os.walk(root):
+            if ".venv" in dirpath or ".git" in dirpath or "__pycache__" in dirpath or ".pytest_cache" in dirpath:
+                continue
+            found.update(Path(dirpath) / n for n in names)
+    return found
+
+
+def test_uploads_never_touch_the_disk(client, astronaut_jpeg, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    rollovers = []  # a spooled upload that grows too big is moved to a (hidden, unlinked) temporary file
+    original = tempfile.SpooledTemporaryFile.rollover
+    monkeypatch.setattr(tempfile.SpooledTemporaryFile, "rollover",
+                        lambda self: (rollovers.append(self._max_size), original(self)))  # fmt: skip
+    roots = (Path.cwd(), Path(tempfile.gettempdir()))
+    before = _files_under(*roots)
+    large = jpeg_bytes(np.random.default_rng(0).integers(0, 255, (1200, 1200, 3), dtype=np.uint8), 95)
+    assert len(large) > 1024 * 1024  # bigger than the multipart parser's default spooling threshold
+    for data in (astronaut_jpeg, large, b"text"):
+        _post(client, data)
+    client.post("/v1/estimate/batch", files=[("images", ("a.jpg", astronaut_jpeg)), ("images", ("b.jpg", large))])
+    new = {p for p in _files_under(*roots) - before if "pytest" not in str(p)}
+    assert new == set()
+    assert rollovers == []
