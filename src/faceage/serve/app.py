@@ -8,6 +8,7 @@ Every error is JSON ``{"error": {"code", "message"}}`` with a status that says w
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from starlette.concurrency import run_in_threadpool
+import anyio
 from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
@@ -39,6 +40,7 @@ class ServiceConfig:
     max_batch: int = DEFAULT_MAX_BATCH  # images per batch request
     max_pixels: int = DEFAULT_MAX_PIXELS
     threads: int = 1  # ONNX Runtime threads per request
+    concurrency: int = max(1, os.cpu_count() or 1)  # requests estimated at once; the others wait their turn
 
 
 class ApiError(Exception):
@@ -142,6 +144,8 @@ def create_app(config: ServiceConfig | None = None) -> FastAPI:
         "memory and never stored.",
     )
     app.state.config = config
+    # as many estimates at once as there are cores: more only adds memory (one set of buffers per thread) and latency
+    limiter = anyio.CapacityLimiter(config.concurrency)
     app.state.estimator = AgeEstimator(model=config.model, threads=config.threads, max_pixels=config.max_pixels)
 
     @app.exception_handler(ApiError)
@@ -190,7 +194,8 @@ def create_app(config: ServiceConfig | None = None) -> FastAPI:
         name, data = await _read_upload(form["image"], "image", config.max_upload_bytes)
         estimator = _estimator_for(app, form.get("bins"))
         cropped = _flag(form.get("cropped"), "cropped")
-        return await run_in_threadpool(_estimate, estimator, name, data, cropped, config.max_pixels)
+        return await anyio.to_thread.run_sync(_estimate, estimator, name, data, cropped, config.max_pixels,
+                                              limiter=limiter)  # fmt: skip
 
     batch_schema = {
         "requestBody": {
@@ -227,7 +232,8 @@ def create_app(config: ServiceConfig | None = None) -> FastAPI:
         for upload in uploads:
             name, data = await _read_upload(upload, "images", config.max_upload_bytes)
             try:
-                results.append(await run_in_threadpool(_estimate, estimator, name, data, cropped, config.max_pixels))
+                results.append(await anyio.to_thread.run_sync(_estimate, estimator, name, data, cropped,
+                                                              config.max_pixels, limiter=limiter))  # fmt: skip
             except ApiError as exc:  # one bad photo does not sink the others
                 results.append({"error": {"code": exc.code, "message": exc.message, "status": exc.status}})
         return {"results": results}
