@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/serve_load.py [--requests 500] [--clients 8] [--workers 1]
 
-Starts `faceage serve` in a child process, warms it up, then sends REQUESTS uploads from CLIENTS threads, mixing
+Starts `faceage serve` in a child process, warms it up (200 concurrent requests), then sends REQUESTS uploads from CLIENTS threads, mixing
 photos with one face, six faces and none, a text file, a truncated JPEG and an upload over the size limit. Every
 response must have the status its kind expects (200, 415, 422, 413): any other is counted as unexpected. Reports
 p50/p95 latency per kind and overall, requests/s, and the server's resident memory after warm-up and after the run
@@ -117,7 +117,7 @@ def main() -> None:
             return kind, response.status_code, (time.perf_counter() - start) * 1000
 
         with ThreadPoolExecutor(args.clients) as pool:  # warm-up, concurrent like the run: steady-state memory
-            list(pool.map(send, schedule[:100]))
+            list(pool.map(send, schedule[:200]))
         memory_before = server_rss(server.pid)
         started = time.perf_counter()
         with ThreadPoolExecutor(args.clients) as pool:
