@@ -448,6 +448,214 @@ def serve(
                 log_level="warning")  # fmt: skip
 
 
+def _default_screening_help() -> str:
+    """The shipped model's calibrated challenge ages and their measured rates, for --help."""
+    import json
+
+    from faceage.infer.estimator import DEFAULT_MODEL
+
+    path = DEFAULT_MODEL.with_name(DEFAULT_MODEL.stem + ".calibration.json")
+    try:
+        screening = json.loads(path.read_text())["screening"]
+    except (OSError, ValueError, KeyError):
+        return "No calibrated defaults ship with this install: pass --challenge."
+    parts = [
+        f"min age {key}: challenge {r['challenge']:g} (measured on UTKFace val: {r['minors_passed']:.1%} of "
+        f"{r['minor_ages']} year olds passed, {r['adults_referred']:.1%} of adults referred)"
+        for key, r in screening.items()
+    ]
+    return "Calibrated defaults of the shipped model: " + "; ".join(parts) + "."
+
+
+@app.command(help="Age check of each photo: pass (estimated at or above the challenge age), refer (ask for ID), "
+             "no_face or multiple_faces. " + _default_screening_help())  # fmt: skip
+@friendly_errors
+def check(
+    photos: Annotated[list[Path], typer.Argument(help="Photos to check.")],
+    min_age: Annotated[float, typer.Option(help="The legal minimum age.")] = 18,
+    challenge: Annotated[float | None, typer.Option(help="Ask for ID under this estimated age (default: the "
+                                                         "model's calibrated age for --min-age).")] = None,  # fmt: skip
+    multiple_faces: Annotated[str, typer.Option(help="refer: one person at a time; largest: judge the largest "
+                                                     "face.")] = "refer",  # fmt: skip
+    model: Annotated[Path | None, typer.Option(help="ONNX model from 'faceage export' (default: shipped).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per photo.")] = False,
+) -> None:
+    import json
+
+    from faceage.check import Calibration, Policy, calibration_path, decide
+    from faceage.errors import ImageError
+    from faceage.infer.estimator import AgeEstimator
+
+    estimator = AgeEstimator(model=model)
+    if challenge is None:
+        challenge = Calibration.load(calibration_path(estimator.model.path)).challenge_for(min_age)["challenge"]
+    policy = Policy(min_age=min_age, challenge=challenge, multiple_faces=multiple_faces)
+    table = Table(title=f"age check: min age {min_age:g}, challenge {challenge:g}")
+    for column in ("photo", "outcome", "age", "80% interval", "reason"):
+        table.add_column(column)
+    unreadable = 0
+    for photo in photos:
+        try:
+            result = decide(estimator.predict(photo), policy).to_dict()
+        except ImageError as exc:
+            unreadable += 1
+            result = {"outcome": "error", "reason": str(exc), "faces": 0, "age": None, "age_low": None,
+                      "age_high": None, "policy": None}  # fmt: skip
+        if as_json:
+            console.print_json(json.dumps({"photo": str(photo), **result}))
+        else:
+            interval = f"{result['age_low']}-{result['age_high']}" if result["age"] is not None else ""
+            table.add_row(str(photo), result["outcome"], "" if result["age"] is None else str(result["age"]),
+                          interval, result["reason"])  # fmt: skip
+    if not as_json:
+        console.print(table)
+    if unreadable:
+        err_console.print(f"{unreadable} of {len(photos)} photos could not be read")
+        raise typer.Exit(2)
+
+
+@app.command()
+@friendly_errors
+def calibrate(
+    model: Annotated[str, typer.Argument(help="ONNX file, training run, or 'default'.")],
+    data: Annotated[Path, typer.Option(help="Prepared data folder (faceage prepare).")],
+    min_age: Annotated[list[float] | None, typer.Option(help="Minimum age(s) to calibrate for.")] = None,
+    max_minor_pass: Annotated[float, typer.Option(help="Highest acceptable share of minors passed.")] = 0.01,
+    split: Annotated[str, typer.Option(help="Split measured on (never the test split you report).")] = "val",
+    out: Annotated[Path | None, typer.Option(help="Where to write (default: <model>.calibration.json beside "
+                                                  "an ONNX model).")] = None,  # fmt: skip
+) -> None:
+    """Pick the lowest challenge age whose measured share of minors passed is at most --max-minor-pass."""
+    import tempfile
+
+    from faceage.check import build_calibration, calibration_path
+    from faceage.data.manifest import atomic_write_text
+    from faceage.evaluate.evaluation import evaluate as run_evaluation
+    from faceage.evaluate.evaluation import resolve_model, samples_from_data_dir
+
+    ages = min_age or [18.0, 21.0]
+    with tempfile.TemporaryDirectory() as tmp:
+        model_path = resolve_model(model, Path(tmp))
+        if out is None and Path(tmp) in model_path.parents:
+            raise FaceageError("a training run has no ONNX file to sit beside; give --out for the calibration")
+        result = run_evaluation(model_path, samples_from_data_dir(data, split), Path(tmp) / "eval", n_resamples=10)
+    done = result.predictions[result.predictions["status"] == "ok"]
+    calibration = build_calibration(result.metrics["model"]["name"], result.metrics["data"]["source"],
+                                    done["age"].to_numpy(), done["age_pred"].to_numpy(), ages, max_minor_pass)  # fmt: skip
+    target = out or calibration_path(model_path)
+    atomic_write_text(target, calibration.to_json())
+    table = Table(title=f"challenge ages for at most {max_minor_pass:.1%} of minors passed ({split} split)")
+    for column in ("min age", "challenge age", "minors passed (95% CI)", "adults referred (95% CI)"):
+        table.add_column(column, justify="right")
+    for key, r in calibration.screening.items():
+        table.add_row(key, f"{r['challenge']:g}",
+                      f"{r['minors_passed']:.1%} ({r['minors_passed_ci'][0]:.1%}-{r['minors_passed_ci'][1]:.1%}) "
+                      f"of {r['n_minors']} aged {r['minor_ages']}",
+                      f"{r['adults_referred']:.1%} ({r['adults_referred_ci'][0]:.1%}-{r['adults_referred_ci'][1]:.1%}) "
+                      f"of {r['n_adults']}")  # fmt: skip
+    console.print(table)
+    console.print(f"wrote {target}")
+
+
+def _judged_face(estimator, photo: Path):
+    faces = estimator.predict(photo)
+    if not faces:
+        raise FaceageError(f"{photo}: no face found; use a photo where the face is frontal, large and well lit")
+    if len(faces) > 1:
+        err_console.print(f"note: {len(faces)} faces in {photo}; judging the largest")
+    return faces[0]
+
+
+@app.command()
+@friendly_errors
+def gap(
+    photo: Annotated[Path, typer.Argument(help="A photo of the person.")],
+    age: Annotated[float, typer.Option(help="The person's real (stated) age in years.")],
+    model: Annotated[Path | None, typer.Option(help="ONNX model (default: shipped).")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Apparent age minus stated age, and whether it is beyond the model's usual error. Not a medical test."""
+    import json
+
+    from faceage.check import Calibration, apparent_age_gap, calibration_path, check_age
+    from faceage.infer.estimator import AgeEstimator
+
+    check_age(age, "--age")
+    estimator = AgeEstimator(model=model)
+    calibration = Calibration.load(calibration_path(estimator.model.path))
+    result = apparent_age_gap(_judged_face(estimator, photo), age, calibration)
+    if as_json:
+        console.print_json(json.dumps(result.to_dict()))
+        return
+    console.print(f"apparent age {result.age:.1f} (80% interval {result.age_low:.1f}-{result.age_high:.1f}), stated "
+                  f"{result.stated_age:g}: gap {result.gap:+.1f} years ({result.gap_low:+.1f} to {result.gap_high:+.1f})")  # fmt: skip
+    console.print(result.verdict)
+    console.print("This is not a medical test: apparent age depends on light, pose, make-up and the camera.")
+
+
+@app.command()
+@friendly_errors
+def recency(
+    photo: Annotated[Path, typer.Argument(help="The profile photo.")],
+    claimed_age: Annotated[float, typer.Option(help="The age the person claims now.")],
+    photo_year: Annotated[int | None, typer.Option(help="The year the photo is said to be from.")] = None,
+    model: Annotated[Path | None, typer.Option(help="ONNX model (default: shipped).")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Is the photo consistent with the claimed age? consistent / inconsistent / uncertain, from measured errors."""
+    import json
+
+    from faceage.check import Calibration, calibration_path, check_age, photo_recency
+    from faceage.infer.estimator import AgeEstimator
+
+    check_age(claimed_age, "--claimed-age")
+    estimator = AgeEstimator(model=model)
+    calibration = Calibration.load(calibration_path(estimator.model.path))
+    result = photo_recency(_judged_face(estimator, photo), claimed_age, calibration, photo_year=photo_year)
+    if as_json:
+        console.print_json(json.dumps(result.to_dict()))
+        return
+    console.print(f"[bold]{result.outcome}[/]: {result.reason}")
+
+
+@app.command()
+@friendly_errors
+def groups(
+    inputs: Annotated[list[str], typer.Argument(help="Photos or folders (searched recursively).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="CSV of faces per age group (a .png chart beside it).")],
+    bins: Annotated[str | None, typer.Option(help="Age groups, e.g. '0-12,13-17,18-24,25-39,40-59,60+'.")] = None,
+    model: Annotated[Path | None, typer.Option(help="ONNX model (default: shipped).")] = None,
+    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+) -> None:
+    """Count faces per age group across photos (age-group analytics), with a bar chart."""
+    from faceage.bins import AgeBins
+    from faceage.data.manifest import atomic_write_text
+    from faceage.infer.estimator import AgeEstimator
+    from faceage.infer.groups import count_groups, plot_groups
+    from faceage.infer.predict import predict_paths, summarize
+
+    if out.suffix.lower() != ".csv":
+        raise FaceageError(f"{out}: give a .csv file for --out")
+    age_bins = AgeBins.parse(bins) if bins else AgeEstimator(model=model).bins
+    with _progress() as bar:
+        task = bar.add_task("groups", total=None)
+        rows = list(predict_paths(inputs, model=str(model) if model else None, bins=bins, workers=workers,
+                                  progress=lambda done, total: bar.update(task, completed=done, total=total)))  # fmt: skip
+    frame = count_groups(rows, age_bins)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out, frame.to_csv(index=False))
+    chart = plot_groups(frame, out.with_suffix(".png"), f"{int(frame['faces'].sum())} faces by estimated age group")
+    table = Table(title="faces per estimated age group")
+    for column in ("age group", "faces", "share"):
+        table.add_column(column, justify="right")
+    for _, row in frame.iterrows():
+        table.add_row(row["bin"], str(row["faces"]), f"{row['share']:.1%}")
+    console.print(table)
+    summary = summarize(rows)
+    err_console.print(summary.line() + f"; wrote {out} and {chart}")
+    raise typer.Exit(summary.exit_code)
+
+
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.1%}"
 

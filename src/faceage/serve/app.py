@@ -120,13 +120,18 @@ def _estimator_for(app: FastAPI, bins) -> AgeEstimator:
         raise ApiError(422, "bad_bins", str(exc)) from None
 
 
-def _estimate(estimator: AgeEstimator, name: str, data: bytes, cropped: bool, max_pixels: int) -> dict:
-    started = time.perf_counter()
+def _faces(estimator: AgeEstimator, name: str, data: bytes, cropped: bool, max_pixels: int):
+    """(the decoded image, its faces) or the ApiError that says why the upload cannot be used."""
     try:
         rgb = load_rgb(data, max_pixels=max_pixels, name=name)
     except ImageError as exc:
         raise _image_error(exc, name) from None
-    faces = estimator.predict(rgb, cropped=cropped)
+    return rgb, estimator.predict(rgb, cropped=cropped)
+
+
+def _estimate(estimator: AgeEstimator, name: str, data: bytes, cropped: bool, max_pixels: int) -> dict:
+    started = time.perf_counter()
+    rgb, faces = _faces(estimator, name, data, cropped, max_pixels)
     return {
         "faces": [face.to_dict() for face in faces],
         "image": {"width": int(rgb.shape[1]), "height": int(rgb.shape[0])},
@@ -237,6 +242,53 @@ def create_app(config: ServiceConfig | None = None) -> FastAPI:
             except ApiError as exc:  # one bad photo does not sink the others
                 results.append({"error": {"code": exc.code, "message": exc.message, "status": exc.status}})
         return {"results": results}
+
+    check_schema = {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["image"],
+                        "properties": {
+                            "image": {"type": "string", "format": "binary"},
+                            "min_age": {"type": "number", "default": 18},
+                            "challenge": {"type": "number", "description": "default: the calibrated age"},
+                            "multiple_faces": {"type": "string", "enum": ["refer", "largest"], "default": "refer"},
+                        },
+                    }
+                }
+            },
+        }
+    }
+
+    @app.post("/v1/check", openapi_extra=check_schema, summary="Age check: pass, refer, no_face or multiple_faces")
+    async def check(request: Request):
+        from faceage.check import Calibration, Policy, calibration_path, decide
+
+        form = await _form(request, config.max_upload_bytes + 64 * 1024)
+        if "image" not in form:
+            raise ApiError(422, "missing_image", "no 'image' field in the form; attach the photo as 'image'")
+        name, data = await _read_upload(form["image"], "image", config.max_upload_bytes)
+        try:
+            min_age = float(form.get("min_age") or 18)
+            challenge = form.get("challenge")
+            estimator: AgeEstimator = app.state.estimator
+            if challenge in (None, ""):
+                calibration = Calibration.load(calibration_path(estimator.model.path))
+                challenge = calibration.challenge_for(min_age)["challenge"]
+            policy = Policy(min_age=min_age, challenge=float(challenge),
+                            multiple_faces=str(form.get("multiple_faces") or "refer"))  # fmt: skip
+        except ValueError:
+            raise ApiError(422, "bad_field", "min_age and challenge must be numbers of years") from None
+        except FaceageError as exc:
+            raise ApiError(422, "bad_policy", str(exc)) from None
+        started = time.perf_counter()
+        _, faces = await anyio.to_thread.run_sync(_faces, estimator, name, data, False, config.max_pixels,
+                                                  limiter=limiter)  # fmt: skip
+        elapsed = round((time.perf_counter() - started) * 1000, 1)
+        return {**decide(faces, policy).to_dict(), "elapsed_ms": elapsed}
 
     @app.get("/healthz", summary="Liveness")
     async def healthz():
