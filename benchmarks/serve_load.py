@@ -2,7 +2,8 @@
 
     .venv/bin/python benchmarks/serve_load.py [--requests 500] [--clients 8] [--workers 1]
 
-Starts `faceage serve` in a child process, warms it up (200 concurrent requests), then sends REQUESTS uploads from CLIENTS threads, mixing
+Starts `faceage serve` in a child process, warms it up (200 concurrent requests), then sends REQUESTS uploads from
+CLIENTS threads, mixing
 photos with one face, six faces and none, a text file, a truncated JPEG and an upload over the size limit. Every
 response must have the status its kind expects (200, 415, 422, 413): any other is counted as unexpected. Reports
 p50/p95 latency per kind and overall, requests/s, and the server's resident memory after warm-up and after the run

@@ -6,7 +6,8 @@ Runs `faceage evaluate` on the shipped ONNX file (val and test splits on the ali
 end from the original photos through detection and alignment), then writes
 - reports/default-model/<evaluation>/metrics.json (committed; predictions.csv stays local),
 - reports/default-model/report.html + report.md (`faceage report`, faces left out: UTKFace may not be redistributed),
-- src/faceage/weights/MODEL_CARD.md (`faceage card`), and the README's evaluation section.
+- src/faceage/weights/MODEL_CARD.md (`faceage card`, with the calibrated check defaults of
+  `faceage calibrate default --data data/utk`), and the README's evaluation section.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import json
 import sys
 from pathlib import Path
 
+from faceage.check import Calibration, calibration_path
 from faceage.data.manifest import atomic_write_text, load_meta
 from faceage.evaluate.card import model_card
 from faceage.evaluate.evaluation import evaluate, samples_from_data_dir
@@ -65,12 +67,13 @@ def main() -> None:
         peer=peer,
         data_meta=load_meta(args.data),
         source="`python scripts/default_model_report.py`",
+        screening_defaults=Calibration.load(calibration_path(DEFAULT_MODEL)).screening,
     )
     atomic_write_text(DEFAULT_MODEL.parent / "MODEL_CARD.md", card)
     intro = (
         "`python scripts/default_model_report.py`: the shipped file through `faceage evaluate` on the val and test "
         "splits (stored aligned crops) and on the test split end to end (original photos → MTCNN → alignment → age "
-        "model); 95% bootstrap intervals; failures to process count as errors in \"bin acc, all images\".\n\n"
+        'model); 95% bootstrap intervals; failures to process count as errors in "bin acc, all images".\n\n'
     )
     update_section("evaluation", intro + markdown_summary([results[f] for f in EVALUATIONS], bands=False))
     print(f"wrote {html}, {summary}, {DEFAULT_MODEL.parent / 'MODEL_CARD.md'} and the README's evaluation section")

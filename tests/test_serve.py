@@ -100,7 +100,11 @@ def test_decompression_bomb_is_refused(client):
 
 
 def test_batch(client, astronaut_jpeg):
-    files = [("images", ("a.jpg", astronaut_jpeg)), ("images", ("b.txt", b"hello")), ("images", ("c.jpg", astronaut_jpeg))]
+    files = [
+        ("images", ("a.jpg", astronaut_jpeg)),
+        ("images", ("b.txt", b"hello")),
+        ("images", ("c.jpg", astronaut_jpeg)),
+    ]
     response = client.post("/v1/estimate/batch", files=files)
     assert response.status_code == 200
     results = response.json()["results"]

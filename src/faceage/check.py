@@ -137,8 +137,8 @@ def calibrate(truth: np.ndarray, estimate: np.ndarray, min_age: float, max_minor
                                                    n_resamples=n_resamples, seed=seed)  # fmt: skip
     rates["adults_referred_ci"] = bootstrap_interval(lambda e: (e < challenge).mean(), adult_est,
                                                      n_resamples=n_resamples, seed=seed)  # fmt: skip
-    rates.update({"min_age": float(min_age), "max_minor_pass": max_minor_pass,
-                  "minor_ages": f"{min_age - MINOR_YEARS:g}-{min_age - 1:g}", "n_minor_truth": len(minor_truth)})  # fmt: skip
+    rates["min_age"], rates["max_minor_pass"] = float(min_age), max_minor_pass
+    rates["minor_ages"], rates["n_minor_truth"] = f"{min_age - MINOR_YEARS:g}-{min_age - 1:g}", len(minor_truth)
     return rates
 
 

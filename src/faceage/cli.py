@@ -325,12 +325,18 @@ def predict(
 @friendly_errors
 def evaluate(
     model: Annotated[str, typer.Argument(help="ONNX file, training run folder, .ckpt, or 'default' (shipped).")],
-    data: Annotated[Path, typer.Option(help="Prepared data folder, folder of UTKFace-named photos, or CSV "
-                                            "path,age[,gender,race].")],  # fmt: skip
+    data: Annotated[
+        Path, typer.Option(help="Prepared data folder, folder of UTKFace-named photos, or CSV path,age[,gender,race].")
+    ],  # fmt: skip
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for metrics.json and predictions.csv.")],
     split: Annotated[str, typer.Option(help="Split of a prepared data folder.")] = "test",
-    photos: Annotated[bool, typer.Option(help="Prepared data: detect and align the original photos again "
-                                              "(end to end) instead of using the stored crops.")] = False,  # fmt: skip
+    photos: Annotated[
+        bool,
+        typer.Option(
+            help="Prepared data: detect and align the original photos again "
+            "(end to end) instead of using the stored crops."
+        ),
+    ] = False,  # fmt: skip
     bins: Annotated[str | None, typer.Option(help="Other bins, e.g. '0-12,13-17,18-24,25+'.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap intervals.")] = 0,
 ) -> None:
@@ -372,8 +378,10 @@ def report(
 @friendly_errors
 def card(
     model: Annotated[str, typer.Argument(help="ONNX file, training run folder, .ckpt, or 'default' (shipped).")],
-    evaluation: Annotated[list[Path] | None, typer.Option(help="Evaluation folder(s) of this model (faceage "
-                                                               "evaluate); the last is the main one.")] = None,  # fmt: skip
+    evaluation: Annotated[
+        list[Path] | None,
+        typer.Option(help="Evaluation folder(s) of this model (faceage evaluate); the last is the main one."),
+    ] = None,  # fmt: skip
     data: Annotated[Path | None, typer.Option(help="Or: a prepared data folder to evaluate on (val, test).")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Markdown file (else printed).")] = None,
 ) -> None:
@@ -415,7 +423,9 @@ def card(
 @app.command()
 @friendly_errors
 def serve(
-    host: Annotated[str, typer.Option(help="Address to bind; anything but 127.0.0.1 exposes the service.")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option(help="Address to bind; anything but 127.0.0.1 exposes the service.")
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
     workers: Annotated[int, typer.Option(help="Worker processes (each loads the model).")] = 1,
     model: Annotated[Path | None, typer.Option(help="ONNX model from 'faceage export' (default: shipped).")] = None,
@@ -473,10 +483,13 @@ def _default_screening_help() -> str:
 def check(
     photos: Annotated[list[Path], typer.Argument(help="Photos to check.")],
     min_age: Annotated[float, typer.Option(help="The legal minimum age.")] = 18,
-    challenge: Annotated[float | None, typer.Option(help="Ask for ID under this estimated age (default: the "
-                                                         "model's calibrated age for --min-age).")] = None,  # fmt: skip
-    multiple_faces: Annotated[str, typer.Option(help="refer: one person at a time; largest: judge the largest "
-                                                     "face.")] = "refer",  # fmt: skip
+    challenge: Annotated[
+        float | None,
+        typer.Option(help="Ask for ID under this estimated age (default: the model's calibrated age for --min-age)."),
+    ] = None,  # fmt: skip
+    multiple_faces: Annotated[
+        str, typer.Option(help="refer: one person at a time; largest: judge the largest face.")
+    ] = "refer",  # fmt: skip
     model: Annotated[Path | None, typer.Option(help="ONNX model from 'faceage export' (default: shipped).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per photo.")] = False,
 ) -> None:
@@ -522,8 +535,9 @@ def calibrate(
     min_age: Annotated[list[float] | None, typer.Option(help="Minimum age(s) to calibrate for.")] = None,
     max_minor_pass: Annotated[float, typer.Option(help="Highest acceptable share of minors passed.")] = 0.01,
     split: Annotated[str, typer.Option(help="Split measured on (never the test split you report).")] = "val",
-    out: Annotated[Path | None, typer.Option(help="Where to write (default: <model>.calibration.json beside "
-                                                  "an ONNX model).")] = None,  # fmt: skip
+    out: Annotated[
+        Path | None, typer.Option(help="Where to write (default: <model>.calibration.json beside an ONNX model).")
+    ] = None,  # fmt: skip
 ) -> None:
     """Pick the lowest challenge age whose measured share of minors passed is at most --max-minor-pass."""
     import tempfile
@@ -540,8 +554,10 @@ def calibrate(
             raise FaceageError("a training run has no ONNX file to sit beside; give --out for the calibration")
         result = run_evaluation(model_path, samples_from_data_dir(data, split), Path(tmp) / "eval", n_resamples=10)
     done = result.predictions[result.predictions["status"] == "ok"]
-    calibration = build_calibration(result.metrics["model"]["name"], result.metrics["data"]["source"],
-                                    done["age"].to_numpy(), done["age_pred"].to_numpy(), ages, max_minor_pass)  # fmt: skip
+    truth, estimate = done["age"].to_numpy(), done["age_pred"].to_numpy()
+    metrics = result.metrics
+    calibration = build_calibration(metrics["model"]["name"], metrics["data"]["source"], truth, estimate, ages,
+                                    max_minor_pass)  # fmt: skip
     target = out or calibration_path(model_path)
     atomic_write_text(target, calibration.to_json())
     table = Table(title=f"challenge ages for at most {max_minor_pass:.1%} of minors passed ({split} split)")
@@ -588,7 +604,8 @@ def gap(
         console.print_json(json.dumps(result.to_dict()))
         return
     console.print(f"apparent age {result.age:.1f} (80% interval {result.age_low:.1f}-{result.age_high:.1f}), stated "
-                  f"{result.stated_age:g}: gap {result.gap:+.1f} years ({result.gap_low:+.1f} to {result.gap_high:+.1f})")  # fmt: skip
+                  f"{result.stated_age:g}: gap {result.gap:+.1f} years "
+                  f"({result.gap_low:+.1f} to {result.gap_high:+.1f})")  # fmt: skip
     console.print(result.verdict)
     console.print("This is not a medical test: apparent age depends on light, pose, make-up and the camera.")
 
@@ -639,8 +656,9 @@ def groups(
     age_bins = AgeBins.parse(bins) if bins else AgeEstimator(model=model).bins
     with _progress() as bar:
         task = bar.add_task("groups", total=None)
+        update = lambda done, total: bar.update(task, completed=done, total=total)  # noqa: E731
         rows = list(predict_paths(inputs, model=str(model) if model else None, bins=bins, workers=workers,
-                                  progress=lambda done, total: bar.update(task, completed=done, total=total)))  # fmt: skip
+                                  progress=update))  # fmt: skip
     frame = count_groups(rows, age_bins)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, frame.to_csv(index=False))

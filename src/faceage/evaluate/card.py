@@ -71,7 +71,7 @@ def _data_line(data_meta: dict | None) -> str:
 
 def model_card(
     metadata: dict, evaluations: dict[str, dict], peer: dict | None = None, data_meta: dict | None = None,
-    source: str = "",
+    source: str = "", screening_defaults: dict | None = None,
 ) -> str:  # fmt: skip
     """A Markdown model card from the model's ONNX metadata and evaluations (label → metrics.json of
     ``faceage evaluate``; the last one is the main one: age bands, groups and screening come from it)."""
@@ -141,7 +141,8 @@ def model_card(
             if sp:
                 value = f"{sp['spread'] * 100:.1f}" if key == "acc_spread" else f"{sp['spread']:.2f}"
                 lines.append(f"\nSpread of {'accuracy' if key == 'acc_spread' else 'MAE'} across groups of at least "
-                             f"{sp['min_n']} faces: {value} {unit} ({sp['lowest']} lowest, {sp['highest']} highest).")  # fmt: skip
+                             f"{sp['min_n']} faces: {value} {unit} ({sp['lowest']} lowest, "
+                             f"{sp['highest']} highest).")  # fmt: skip
     screening = main["screening"]
     lines += [
         "",
@@ -155,6 +156,12 @@ def model_card(
         "These rates are why faceage never gates on the estimate alone: use `faceage check` with a challenge age "
         "calibrated on measured rates, and a human ID check for everyone it refers.",
     ]
+    if screening_defaults:
+        lines += ["", "Calibrated defaults of `faceage check` (`faceage calibrate`, validation split):", "",
+                  "| min age | challenge age | minors passed | adults referred |", "|---|---|---|---|"]  # fmt: skip
+        for key, r in screening_defaults.items():
+            lines.append(f"| {key} | {r['challenge']:g} | {_pct(r['minors_passed'])} of {r['n_minors']} aged "
+                         f"{r['minor_ages']} | {_pct(r['adults_referred'])} of {r['n_adults']:,} |")  # fmt: skip
     lines += ["", "## Known failure modes", "", *failure_modes(main)]
     return "\n".join(line for line in lines if line is not None) + "\n"
 

@@ -317,8 +317,11 @@ def build_report(
                 "metrics": m,
                 "row": summary_row(evaluation),
                 "confusion": confusion_plot(evaluation),
-                "fairness": [{"grouping": g, "plot": fairness_plot(evaluation, g), "audit": a}
-                             for g, a in m["fairness"].items() if a["groups"]],  # fmt: skip
+                "fairness": [
+                    {"grouping": g, "plot": fairness_plot(evaluation, g), "audit": a}
+                    for g, a in m["fairness"].items()
+                    if a["groups"]
+                ],  # fmt: skip
                 "examples": examples(evaluation) if include_faces else None,
             }
         )

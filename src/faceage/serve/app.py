@@ -14,11 +14,11 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from pathlib import Path
 
+import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-import anyio
 from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
@@ -227,7 +227,9 @@ def create_app(config: ServiceConfig | None = None) -> FastAPI:
         form = await _form(request, limit)
         uploads = form.getlist("images")
         if not uploads:
-            raise ApiError(422, "missing_image", "no 'images' fields in the form; attach one or more photos as 'images'")
+            raise ApiError(
+                422, "missing_image", "no 'images' fields in the form; attach one or more photos as 'images'"
+            )
         if len(uploads) > config.max_batch:
             raise ApiError(413, "too_many_images", f"{len(uploads)} images in one request; the limit is "
                            f"{config.max_batch}")  # fmt: skip
@@ -316,8 +318,11 @@ def model_summary(estimator: AgeEstimator, config: ServiceConfig) -> dict:
         "architecture": meta.get("model"),
         "bins": estimator.bins.labels,
         "interval": "80%",
-        "limits": {"max_upload_bytes": config.max_upload_bytes, "max_batch": config.max_batch,
-                   "max_pixels": config.max_pixels},  # fmt: skip
+        "limits": {
+            "max_upload_bytes": config.max_upload_bytes,
+            "max_batch": config.max_batch,
+            "max_pixels": config.max_pixels,
+        },  # fmt: skip
         "card": _card_summary(card),
     }
 
