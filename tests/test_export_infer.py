@@ -92,6 +92,16 @@ def test_export_command_and_an_ensemble_of_runs(tiny_run, tiny_onnx, tmp_path):
     x = np.random.default_rng(1).normal(0, 0.5, (2, 3, 64, 64)).astype(np.float32)
     single, double = (ort.InferenceSession(str(p)).run(None, {"faces": x})[0] for p in (tiny_onnx, out))
     np.testing.assert_allclose(single, double, atol=1e-5)  # the average of a model with itself is the model
+    no_flip = tmp_path / "no-flip.onnx"
+    result = CliRunner().invoke(app, ["export", str(tiny_run), "--out", str(no_flip), "--no-flip"])
+    assert result.exit_code == 0, result.output
+    assert (
+        json.loads({p.key: p.value for p in onnx.load(str(no_flip)).metadata_props}["faceage"])["flip_averaged"]
+        is False
+    )
+    plain = ort.InferenceSession(str(no_flip)).run(None, {"faces": x})[0]
+    mirrored = ort.InferenceSession(str(no_flip)).run(None, {"faces": x[..., ::-1].copy()})[0]
+    np.testing.assert_allclose(0.5 * (plain + mirrored), single, atol=1e-5)  # the flip-averaged model is the mean
     missing = CliRunner().invoke(app, ["export", str(tmp_path / "nope"), "--out", str(tmp_path / "x.onnx")])
     assert missing.exit_code == 1 and "no checkpoints" in missing.output
 

@@ -83,3 +83,15 @@ def test_train_command_prints_splits_and_age_bands(prepared_subset, tmp_path):
         assert text in result.output
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 1 and "--resume" in again.output and "Traceback" not in again.output
+
+
+def test_weight_averaging_saves_the_averaged_weights(prepared_subset, tmp_path):
+    """transfer-ema: checkpoints hold the moving average (what validation saw), the raw weights beside it."""
+    result = train_model(prepared_subset, "transfer-ema", tmp_path / "ema", epochs=2, limit=32, progress=False)
+    checkpoint = torch.load(tmp_path / "ema" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    averaged, current = checkpoint["state_dict"], checkpoint["current_model_state"]
+    name = "net.head.weight"
+    assert not torch.equal(averaged[name], current[name])  # the average lags behind the raw weights
+    assert result.summary["recipe"]["ema_decay"] == 0.998
+    module = AgeModule.load_from_checkpoint(tmp_path / "ema" / "checkpoints" / "last.ckpt", map_location="cpu")
+    assert torch.equal(module.state_dict()[name], averaged[name])

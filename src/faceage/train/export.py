@@ -27,13 +27,15 @@ from faceage.train.module import AgeModule
 
 
 class AveragedProbabilities(torch.nn.Module):
-    """Probabilities of one or several trained modules (averaged), with flip averaging for "ages" models."""
+    """Probabilities of one or several trained modules (averaged), with flip averaging for "ages" models (``flip``:
+    None follows the modules' own setting; False halves the cost)."""
 
-    def __init__(self, modules: list[AgeModule]):
+    def __init__(self, modules: list[AgeModule], flip: bool | None = None):
         super().__init__()
         self.nets = torch.nn.ModuleList(m.net for m in modules)
         first = modules[0]
-        self.flip = bool(first.hparams.flip_tta and first.head_kind == "ages")
+        wanted = first.hparams.flip_tta if flip is None else flip
+        self.flip = bool(wanted and first.head_kind == "ages")
 
     def forward(self, x):
         total = None
@@ -94,14 +96,15 @@ def store_weights_as_float16(model: onnx.ModelProto, min_size: int = 1024) -> on
     return model
 
 
-def export_onnx(runs: Path | list[Path], out: Path, name: str | None = None, float16_weights: bool = False) -> dict:
+def export_onnx(runs: Path | list[Path], out: Path, name: str | None = None, float16_weights: bool = False,
+                flip: bool | None = None) -> dict:  # fmt: skip
     """Export the best checkpoint of one run (or the average of several); returns the metadata written."""
     runs = [Path(runs)] if isinstance(runs, str | Path) else [Path(r) for r in runs]
     if not runs:
         raise FaceageError("give at least one run folder to export")
     modules = load_modules(runs)
     module = modules[0]
-    wrapper = AveragedProbabilities(modules).eval()
+    wrapper = AveragedProbabilities(modules, flip=flip).eval()
     size = int(module.hparams.preprocessing["input_size"])
     buffer = io.BytesIO()
     torch.onnx.export(
@@ -137,13 +140,13 @@ def export_onnx(runs: Path | list[Path], out: Path, name: str | None = None, flo
     return metadata
 
 
-def parity(runs: Path | list[Path], onnx_path: Path, inputs: np.ndarray) -> float:
+def parity(runs: Path | list[Path], onnx_path: Path, inputs: np.ndarray, flip: bool | None = None) -> float:
     """Largest absolute difference between the checkpoints (torch) and the exported file (ONNX Runtime)."""
     import onnxruntime as ort
 
     runs = [Path(runs)] if isinstance(runs, str | Path) else [Path(r) for r in runs]
     with torch.no_grad():
-        expected = AveragedProbabilities(load_modules(runs))(torch.from_numpy(inputs)).numpy()
+        expected = AveragedProbabilities(load_modules(runs), flip=flip)(torch.from_numpy(inputs)).numpy()
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     got = session.run(None, {"faces": inputs.astype(np.float32)})[0]
     return float(np.abs(expected - got).max())

@@ -20,7 +20,13 @@ import lightning as L
 import numpy as np
 import pandas as pd
 import torch
-from lightning.pytorch.callbacks import BackboneFinetuning, EarlyStopping, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.callbacks import (
+    BackboneFinetuning,
+    EarlyStopping,
+    ModelCheckpoint,
+    RichProgressBar,
+    WeightAveraging,
+)
 from lightning.pytorch.loggers import CSVLogger
 
 from faceage.bins import AgeBins
@@ -93,6 +99,11 @@ def train_model(
                 should_align=True,
             )
         )
+    if recipe.ema_decay is not None:
+        from torch.optim.swa_utils import get_ema_multi_avg_fn
+
+        # validation, checkpoints and the final model use the averaged weights (Lightning's WeightAveraging)
+        callbacks.append(WeightAveraging(multi_avg_fn=get_ema_multi_avg_fn(recipe.ema_decay)))
     trainer = L.Trainer(
         max_epochs=recipe.epochs,
         max_time={"minutes": max_minutes} if max_minutes else None,
@@ -135,7 +146,7 @@ def train_model(
         "train_minutes": round(previous + minutes, 2),
         "torch_threads": torch.get_num_threads(),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-        "best_checkpoint": str(best_path.relative_to(out)),
+        "best_checkpoint": str(best_path.resolve().relative_to(out.resolve())),
         **{f"{split}_{k}": v for split, values in scores.items() for k, v in values.items() if k != "bands"},
         "test_bands": scores["test"]["bands"],
     }
