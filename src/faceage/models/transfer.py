@@ -19,7 +19,6 @@ model keeps the backbone and replaces the head by one over ages 0-100, initialis
 from __future__ import annotations
 
 import importlib.util
-from dataclasses import replace
 from functools import cache
 from pathlib import Path
 
@@ -194,28 +193,6 @@ def transfer(num_outputs: int) -> nn.Module:
     study="VGG16 transfer: ~0.59 val",
 )
 def transfer_ema(num_outputs: int) -> nn.Module:
-    return CydralResNet10(num_outputs).load_cydral_weights()
-
-
-@register_model(
-    "transfer-ema-80",
-    head="ages",
-    preprocessing=replace(TRANSFER_INPUT, input_size=80),
-    recipe=Recipe(
-        epochs=18,
-        batch_size=64,
-        lr=1e-3,
-        weight_decay=1e-4,
-        optimizer="adamw",
-        patience=6,
-        unfreeze_at_epoch=1,
-        backbone_lr_ratio=0.3,
-        ema_decay=0.998,
-    ),
-    description="`transfer-ema` on 80×80 faces instead of 64×64 (more detail, 1.6× the compute)",
-    study="VGG16 transfer: ~0.59 val",
-)
-def transfer_ema_80(num_outputs: int) -> nn.Module:
     return CydralResNet10(num_outputs).load_cydral_weights()
 
 
