@@ -32,7 +32,9 @@ class SplitArrays:
     keys: list[str]
 
 
-def augmentation() -> A.Compose:
+def augmentation(seed: int | None = None) -> A.Compose:
+    """The training augmentation; ``seed`` makes its random draws repeatable (albumentations keeps its own RNG, which
+    ``seed_everything`` does not reach)."""
     return A.Compose(
         [
             A.HorizontalFlip(p=0.5),
@@ -44,7 +46,8 @@ def augmentation() -> A.Compose:
             A.ToGray(p=0.05),
             A.GaussianBlur(blur_limit=(3, 5), p=0.1),
             A.ImageCompression(quality_range=(50, 95), p=0.2),
-        ]
+        ],
+        seed=seed,
     )  # fmt: skip
 
 
@@ -104,7 +107,7 @@ class FaceDataset(Dataset):
         self.arrays, self.bins = arrays, bins
         self.mean = np.asarray(preprocessing.mean, dtype=np.float32)
         self.std = np.asarray(preprocessing.std, dtype=np.float32)
-        self.transform = augmentation() if augment else None
+        self.transform = augmentation(seed=torch.initial_seed() % 2**32) if augment else None
         self.bin_index = np.asarray(bins.index(arrays.ages), dtype=np.int64)
 
     def __len__(self) -> int:
@@ -116,6 +119,13 @@ class FaceDataset(Dataset):
             image = self.transform(image=image)["image"]
         x = (image.astype(np.float32) - self.mean) / self.std
         return torch.from_numpy(x.transpose(2, 0, 1).copy()), torch.tensor(self.arrays.ages[i]), int(self.bin_index[i])
+
+
+def _seed_worker_augmentation(worker_id: int) -> None:
+    """Each loader worker draws its own augmentations (a copied, identically seeded pipeline would repeat them)."""
+    info = torch.utils.data.get_worker_info()
+    if info is not None and info.dataset.transform is not None:
+        info.dataset.transform.set_random_seed(info.seed % 2**32)
 
 
 class FaceDataModule(L.LightningDataModule):
@@ -164,7 +174,8 @@ class FaceDataModule(L.LightningDataModule):
         dataset = FaceDataset(self.arrays[split], self.preprocessing, self.bins, augment)
         generator = torch.Generator().manual_seed(torch.initial_seed() % 2**31) if shuffle else None
         return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
-                          generator=generator, persistent_workers=self.num_workers > 0)  # fmt: skip
+                          generator=generator, persistent_workers=self.num_workers > 0,
+                          worker_init_fn=_seed_worker_augmentation)  # fmt: skip
 
     def train_dataloader(self) -> DataLoader:
         return self.loader("train", augment=self.augment, shuffle=True)
