@@ -62,3 +62,24 @@ def test_decompression_bomb_is_refused():
 def test_missing_file(tmp_path):
     with pytest.raises(ImageError, match="no such file"):
         load_rgb(tmp_path / "nope.jpg")
+
+
+def test_probe_reads_only_the_header():
+    import io
+
+    from PIL import Image
+
+    from faceage.errors import ImageError, UnsupportedImageError
+    from faceage.images import probe
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (300, 200)).save(buffer, format="JPEG")
+    data = buffer.getvalue()
+    assert probe(data) == (300, 200)
+    assert probe(data[: len(data) // 2]) == (300, 200)  # truncated: the header is enough; decoding fails later
+    with pytest.raises(UnsupportedImageError, match="not an image"):
+        probe(b"hello", name="notes.txt")
+    with pytest.raises(UnsupportedImageError, match="empty"):
+        probe(b"")
+    with pytest.raises(ImageError, match="over the limit"):
+        probe(data, max_pixels=1000)

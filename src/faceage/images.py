@@ -46,7 +46,22 @@ def load_rgb(image: Any, max_pixels: int = DEFAULT_MAX_PIXELS, name: str | None 
     raise ImageError(f"cannot read an image from {type(image).__name__}; give a path, bytes, PIL image or array")
 
 
+def probe(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, name: str = "image") -> tuple[int, int]:
+    """(width, height) from the header alone, or the error ``load_rgb`` would raise for a wrong format, an empty input
+    or too many pixels: cheap enough to refuse bad uploads before any decoding work."""
+    if not data:
+        raise UnsupportedImageError(f"{name}: empty input (0 bytes); give a JPEG, PNG or WebP image")
+    pil = _open_header(data, name)
+    width, height = pil.size
+    _check_pixels(width, height, name, max_pixels)
+    return width, height
+
+
 def _open_bytes(data: bytes, label: str, max_pixels: int) -> np.ndarray:
+    return _pil_to_rgb(_open_header(data, label), label, max_pixels)
+
+
+def _open_header(data: bytes, label: str) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -58,16 +73,19 @@ def _open_bytes(data: bytes, label: str, max_pixels: int) -> np.ndarray:
         raise ImageError(f"{label}: too many pixels (decompression bomb?): {exc}") from None
     except OSError as exc:
         raise ImageError(f"{label}: cannot be read as an image ({exc})") from None
-    return _pil_to_rgb(pil, label, max_pixels)
+    return pil
 
 
-def _pil_to_rgb(pil: Image.Image, label: str, max_pixels: int) -> np.ndarray:
-    width, height = pil.size
+def _check_pixels(width: int, height: int, label: str, max_pixels: int) -> None:
     if width * height > max_pixels:
         raise ImageError(
             f"{label}: {width}x{height} = {width * height:,} pixels is over the limit of {max_pixels:,} "
             "(decompression bomb protection); resize the photo first"
         )
+
+
+def _pil_to_rgb(pil: Image.Image, label: str, max_pixels: int) -> np.ndarray:
+    _check_pixels(*pil.size, label, max_pixels)
     try:
         pil.load()
         pil = ImageOps.exif_transpose(pil)

@@ -25,7 +25,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 
 from faceage import __version__
 from faceage.errors import FaceageError, ImageError, UnsupportedImageError
-from faceage.images import DEFAULT_MAX_PIXELS, load_rgb
+from faceage.images import DEFAULT_MAX_PIXELS, load_rgb, probe
 from faceage.infer.estimator import AgeEstimator
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -120,6 +120,14 @@ def _estimator_for(app: FastAPI, bins) -> AgeEstimator:
         raise ApiError(422, "bad_bins", str(exc)) from None
 
 
+def _probe(name: str, data: bytes, max_pixels: int) -> None:
+    """Refuse a wrong format, an empty upload or too many pixels from the header, before waiting for a free core."""
+    try:
+        probe(data, max_pixels=max_pixels, name=name)
+    except ImageError as exc:
+        raise _image_error(exc, name) from None
+
+
 def _faces(estimator: AgeEstimator, name: str, data: bytes, cropped: bool, max_pixels: int):
     """(the decoded image, its faces) or the ApiError that says why the upload cannot be used."""
     try:
@@ -199,6 +207,7 @@ def create_app(config: ServiceConfig | None = None) -> FastAPI:
         name, data = await _read_upload(form["image"], "image", config.max_upload_bytes)
         estimator = _estimator_for(app, form.get("bins"))
         cropped = _flag(form.get("cropped"), "cropped")
+        _probe(name, data, config.max_pixels)
         return await anyio.to_thread.run_sync(_estimate, estimator, name, data, cropped, config.max_pixels,
                                               limiter=limiter)  # fmt: skip
 
@@ -239,6 +248,7 @@ def create_app(config: ServiceConfig | None = None) -> FastAPI:
         for upload in uploads:
             name, data = await _read_upload(upload, "images", config.max_upload_bytes)
             try:
+                _probe(name, data, config.max_pixels)
                 results.append(await anyio.to_thread.run_sync(_estimate, estimator, name, data, cropped,
                                                               config.max_pixels, limiter=limiter))  # fmt: skip
             except ApiError as exc:  # one bad photo does not sink the others
@@ -287,6 +297,7 @@ def create_app(config: ServiceConfig | None = None) -> FastAPI:
         except FaceageError as exc:
             raise ApiError(422, "bad_policy", str(exc)) from None
         started = time.perf_counter()
+        _probe(name, data, config.max_pixels)
         _, faces = await anyio.to_thread.run_sync(_faces, estimator, name, data, False, config.max_pixels,
                                                   limiter=limiter)  # fmt: skip
         elapsed = round((time.perf_counter() - started) * 1000, 1)
