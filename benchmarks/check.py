@@ -17,7 +17,6 @@ from pathlib import Path
 
 from faceage.check import Calibration, calibration_path, screening_rates
 from faceage.evaluate.evaluation import evaluate, resolve_model, samples_from_data_dir
-from faceage.metrics import bootstrap_interval
 from readme import update_section
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,11 +60,8 @@ def main() -> None:
     ]
     for key, val in calibration.screening.items():
         min_age, n = float(key), val["challenge"]
-        test = screening_rates(truth, estimate, min_age, n)
-        minors = estimate[(truth >= min_age - 5) & (truth < min_age)]
-        adults = estimate[truth >= min_age]
-        m_ci = bootstrap_interval(lambda e, n=n: (e >= n).mean(), minors, seed=0)
-        a_ci = bootstrap_interval(lambda e, n=n: (e < n).mean(), adults, seed=0)
+        test = screening_rates(truth, estimate, min_age, n, n_resamples=1000)
+        m_ci, a_ci = test["minors_passed_ci"], test["adults_referred_ci"]
         lines.append(
             f"| {key} | {n:g} | {val['minors_passed']:.1%} | {val['adults_referred']:.1%} | "
             f"{test['minors_passed']:.1%} ({m_ci[0]:.1%}-{m_ci[1]:.1%}) of {test['n_minors']} | "

@@ -11,12 +11,16 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from faceage.errors import FaceageError
-from faceage.infer.estimator import Face
 from faceage.metrics import AGE_BANDS, band_label, bootstrap_interval
+from faceage.weights import calibration_path  # noqa: F401 (re-exported: where a model's calibration lives)
+
+if TYPE_CHECKING:
+    from faceage.infer.estimator import Face
 
 OUTCOMES = ("pass", "refer", "no_face", "multiple_faces")
 MULTIPLE_FACES = ("refer", "largest")
@@ -91,19 +95,29 @@ def decide(faces: list[Face], policy: Policy) -> CheckResult:
 # ---------------------------------------------------------------------------------------------------- calibration
 
 
-def screening_rates(truth: np.ndarray, estimate: np.ndarray, min_age: float, challenge: float) -> dict:
+def _minors(truth: np.ndarray, min_age: float) -> np.ndarray:
+    return (truth >= min_age - MINOR_YEARS) & (truth < min_age)
+
+
+def screening_rates(truth: np.ndarray, estimate: np.ndarray, min_age: float, challenge: float,
+                    n_resamples: int = 0, seed: int = 0) -> dict:  # fmt: skip
     """Minors (the MINOR_YEARS below ``min_age``) estimated at or above the challenge age, and adults (``min_age`` or
-    older) estimated under it."""
+    older) estimated under it; with ``n_resamples``, also their 95% bootstrap intervals (``*_ci``)."""
     truth, estimate = np.asarray(truth, dtype=float), np.asarray(estimate, dtype=float)
-    minors = (truth >= min_age - MINOR_YEARS) & (truth < min_age)
-    adults = truth >= min_age
-    return {
+    minors, adults = _minors(truth, min_age), truth >= min_age
+    rates = {
         "challenge": float(challenge),
         "minors_passed": float((estimate[minors] >= challenge).mean()) if minors.any() else None,
         "adults_referred": float((estimate[adults] < challenge).mean()) if adults.any() else None,
         "n_minors": int(minors.sum()),
         "n_adults": int(adults.sum()),
     }
+    if n_resamples:
+        rates["minors_passed_ci"] = bootstrap_interval(lambda e: (e >= challenge).mean(), estimate[minors],
+                                                       n_resamples=n_resamples, seed=seed)  # fmt: skip
+        rates["adults_referred_ci"] = bootstrap_interval(lambda e: (e < challenge).mean(), estimate[adults],
+                                                         n_resamples=n_resamples, seed=seed)  # fmt: skip
+    return rates
 
 
 def challenge_candidates(min_age: float) -> np.ndarray:
@@ -118,7 +132,7 @@ def calibrate(truth: np.ndarray, estimate: np.ndarray, min_age: float, max_minor
     if not 0 <= max_minor_pass < 1:
         raise FaceageError(f"--max-minor-pass is a share between 0 and 1 (e.g. 0.01 for 1%), got {max_minor_pass}")
     truth, estimate = np.asarray(truth, dtype=float), np.asarray(estimate, dtype=float)
-    minors = (truth >= min_age - MINOR_YEARS) & (truth < min_age)
+    minors = _minors(truth, min_age)
     if minors.sum() < 20 or (truth >= min_age).sum() < 20:
         raise FaceageError(
             f"calibration needs at least 20 people aged {min_age - MINOR_YEARS:g}-{min_age - 1:g} and 20 aged "
@@ -131,14 +145,9 @@ def calibrate(truth: np.ndarray, estimate: np.ndarray, min_age: float, max_minor
     else:
         raise FaceageError(f"no challenge age up to {challenge:g} keeps the minors passed at or under "
                            f"{max_minor_pass:.1%}; this model cannot screen for {min_age:g} at that rate")  # fmt: skip
-    minor_truth, minor_est = truth[minors], estimate[minors]
-    adult_est = estimate[truth >= min_age]
-    rates["minors_passed_ci"] = bootstrap_interval(lambda e: (e >= challenge).mean(), minor_est,
-                                                   n_resamples=n_resamples, seed=seed)  # fmt: skip
-    rates["adults_referred_ci"] = bootstrap_interval(lambda e: (e < challenge).mean(), adult_est,
-                                                     n_resamples=n_resamples, seed=seed)  # fmt: skip
+    rates = screening_rates(truth, estimate, min_age, challenge, n_resamples=n_resamples, seed=seed)
     rates["min_age"], rates["max_minor_pass"] = float(min_age), max_minor_pass
-    rates["minor_ages"], rates["n_minor_truth"] = f"{min_age - MINOR_YEARS:g}-{min_age - 1:g}", len(minor_truth)
+    rates["minor_ages"] = f"{min_age - MINOR_YEARS:g}-{min_age - 1:g}"
     return rates
 
 
@@ -289,12 +298,6 @@ def photo_recency(face: Face, claimed_age: float, calibration: Calibration, phot
               f"to {q['0.99']:+.1f} for 98%)")  # fmt: skip
     return RecencyResult(claimed, float(expected), face.age, face.age_low, face.age_high, difference, band["band"],
                          outcome, reason)  # fmt: skip
-
-
-def calibration_path(model_path: Path) -> Path:
-    """Where a model's calibration lives: ``<model>.calibration.json`` beside the ONNX file."""
-    model_path = Path(model_path)
-    return model_path.with_name(model_path.stem + ".calibration.json")
 
 
 def build_calibration(model: str, source: str, truth: np.ndarray, estimate: np.ndarray, min_ages, max_minor_pass: float,

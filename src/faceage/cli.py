@@ -473,11 +473,10 @@ def _default_screening_help() -> str:
     """The shipped model's calibrated challenge ages and their measured rates, for --help."""
     import json
 
-    from faceage.infer.estimator import DEFAULT_MODEL
+    from faceage.weights import DEFAULT_MODEL, calibration_path
 
-    path = DEFAULT_MODEL.with_name(DEFAULT_MODEL.stem + ".calibration.json")
     try:
-        screening = json.loads(path.read_text())["screening"]
+        screening = json.loads(calibration_path(DEFAULT_MODEL).read_text())["screening"]
     except (OSError, ValueError, KeyError):
         return "No calibrated defaults ship with this install: pass --challenge."
     parts = [
@@ -584,13 +583,19 @@ def calibrate(
     console.print(f"wrote {target}")
 
 
-def _judged_face(estimator, photo: Path):
+def _judged_face(photo: Path, model: Path | None):
+    """The largest face in ``photo`` and the calibration (measured errors) of the model that estimated it."""
+    from faceage.check import Calibration, calibration_path
+    from faceage.infer.estimator import AgeEstimator
+
+    estimator = AgeEstimator(model=model)
+    calibration = Calibration.load(calibration_path(estimator.model.path))
     faces = estimator.predict(photo)
     if not faces:
         raise FaceageError(f"{photo}: no face found; use a photo where the face is frontal, large and well lit")
     if len(faces) > 1:
         err_console.print(f"note: {len(faces)} faces in {photo}; judging the largest")
-    return faces[0]
+    return faces[0], calibration
 
 
 @app.command()
@@ -604,13 +609,11 @@ def gap(
     """Apparent age minus stated age, and whether it is beyond the model's usual error. Not a medical test."""
     import json
 
-    from faceage.check import Calibration, apparent_age_gap, calibration_path, check_age
-    from faceage.infer.estimator import AgeEstimator
+    from faceage.check import apparent_age_gap, check_age
 
     check_age(age, "--age")
-    estimator = AgeEstimator(model=model)
-    calibration = Calibration.load(calibration_path(estimator.model.path))
-    result = apparent_age_gap(_judged_face(estimator, photo), age, calibration)
+    face, calibration = _judged_face(photo, model)
+    result = apparent_age_gap(face, age, calibration)
     if as_json:
         console.print_json(json.dumps(result.to_dict()))
         return
@@ -633,13 +636,11 @@ def recency(
     """Is the photo consistent with the claimed age? consistent / inconsistent / uncertain, from measured errors."""
     import json
 
-    from faceage.check import Calibration, calibration_path, check_age, photo_recency
-    from faceage.infer.estimator import AgeEstimator
+    from faceage.check import check_age, photo_recency
 
     check_age(claimed_age, "--claimed-age")
-    estimator = AgeEstimator(model=model)
-    calibration = Calibration.load(calibration_path(estimator.model.path))
-    result = photo_recency(_judged_face(estimator, photo), claimed_age, calibration, photo_year=photo_year)
+    face, calibration = _judged_face(photo, model)
+    result = photo_recency(face, claimed_age, calibration, photo_year=photo_year)
     if as_json:
         console.print_json(json.dumps(result.to_dict()))
         return
@@ -658,13 +659,13 @@ def groups(
     """Count faces per age group across photos (age-group analytics), with a bar chart."""
     from faceage.bins import AgeBins
     from faceage.data.manifest import atomic_write_text
-    from faceage.infer.estimator import AgeEstimator
+    from faceage.infer.estimator import DEFAULT_MODEL, ModelFile
     from faceage.infer.groups import count_groups, plot_groups
     from faceage.infer.predict import predict_paths, summarize
 
     if out.suffix.lower() != ".csv":
         raise FaceageError(f"{out}: give a .csv file for --out")
-    age_bins = AgeBins.parse(bins) if bins else AgeEstimator(model=model).bins
+    age_bins = AgeBins.parse(bins or ModelFile.load(model or DEFAULT_MODEL).metadata["bins"])
     with _progress() as bar:
         task = bar.add_task("groups", total=None)
         update = lambda done, total: bar.update(task, completed=done, total=total)  # noqa: E731
@@ -685,15 +686,10 @@ def groups(
     raise typer.Exit(summary.exit_code)
 
 
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1%}"
-
-
-def _num(value: float | None, fmt: str = ".2f") -> str:
-    return "-" if value is None else format(value, fmt)
-
-
 def print_evaluation(metrics: dict) -> None:
+    from faceage.evaluate.formatting import num as _num
+    from faceage.evaluate.formatting import pct as _pct
+
     head, counts, every = metrics["headline"], metrics["counts"], metrics["all_images"]
     table = Table(title=f"{metrics['model']['name']} on {metrics['data']['source']}")
     for column in ("metric", f"{head['n']} processed faces", f"all {every['n']} images (failures = errors)"):

@@ -7,6 +7,8 @@ peer's measurement; nothing is typed in by hand.
 from __future__ import annotations
 
 from faceage.errors import FaceageError
+from faceage.evaluate.formatting import num as _num
+from faceage.evaluate.formatting import pct as _pct
 
 INTENDED = [
     "estimating apparent age in years, with an 80% interval, from a frontal or near-frontal face photo",
@@ -21,14 +23,6 @@ NOT_FIT = [
     "faces much smaller than 40 px, strongly turned, masked or occluded; drawings; photos of photos",
     "commercial use while it is trained on UTKFace (non-commercial research licence)",
 ]
-
-
-def _pct(value) -> str:
-    return "-" if value is None else f"{value:.1%}"
-
-
-def _num(value, fmt: str = ".2f") -> str:
-    return "-" if value is None else format(value, fmt)
 
 
 def _model_lines(metadata: dict) -> list[str]:

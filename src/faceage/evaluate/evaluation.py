@@ -31,7 +31,6 @@ from faceage.metrics import (
     bin_agreement,
     bootstrap_interval,
     challenge_curve,
-    challenge_rates,
 )
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
@@ -317,7 +316,8 @@ def compute_metrics(predictions: pd.DataFrame, bins: AgeBins, n_resamples: int =
         "cs5": float((abs_error <= 5).sum() / n_all) if n_all else None,
     }
     audit_frame = processed.assign(correct=correct.astype(bool), abs_error=abs_error)
-    curve = challenge_curve(truth, estimate)
+    curve = challenge_curve(truth, estimate)  # N = 18…35, which holds the headline ages 18 and 25
+    at = {rates["challenge"]: rates for rates in curve}
     return {
         "bins": bins.spec,
         "bin_labels": bins.labels,
@@ -334,9 +334,9 @@ def compute_metrics(predictions: pd.DataFrame, bins: AgeBins, n_resamples: int =
         "bands": band_errors(truth, estimate),
         "fairness": fairness_audit(audit_frame, n_resamples=n_resamples, seed=seed),
         "screening": {
-            "teens_13_17_estimated_25_plus": challenge_rates(truth, estimate, 25)["minors_13_17_passed"],
-            "under_18_estimated_18_plus": challenge_rates(truth, estimate, 18)["under_18_passed"],
-            "adults_25_plus_estimated_under_25": challenge_rates(truth, estimate, 25)["adults_25_referred"],
+            "teens_13_17_estimated_25_plus": at[25]["minors_13_17_passed"],
+            "under_18_estimated_18_plus": at[18]["under_18_passed"],
+            "adults_25_plus_estimated_under_25": at[25]["adults_25_referred"],
         },
         "challenge_curve": curve,
     }

@@ -31,6 +31,8 @@ from faceage import __version__  # noqa: E402
 from faceage.data.manifest import MANIFEST, atomic_write_text  # noqa: E402
 from faceage.errors import FaceageError  # noqa: E402
 from faceage.evaluate.evaluation import Evaluation, load_evaluation  # noqa: E402
+from faceage.evaluate.formatting import num as _num  # noqa: E402
+from faceage.evaluate.formatting import pct as _pct  # noqa: E402
 
 EXAMPLES = 8  # best and worst predictions shown per evaluation
 THUMB = 112
@@ -230,14 +232,6 @@ def data_plots(data_dir: Path, include_faces: bool) -> list[str]:
 
 
 # --------------------------------------------------------------------------------------------------------- tables
-
-
-def _pct(value) -> str:
-    return "-" if value is None else f"{value:.1%}"
-
-
-def _num(value, fmt: str = ".2f") -> str:
-    return "-" if value is None else format(value, fmt)
 
 
 def summary_row(evaluation: Evaluation) -> dict:

@@ -25,8 +25,7 @@ from faceage.distribution import age_interval, expected_age
 from faceage.errors import FaceageError, WeightsError
 from faceage.images import DEFAULT_MAX_PIXELS, load_rgb
 from faceage.preprocessing import MODEL_METADATA_KEY, Preprocessing
-
-DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "weights" / "faceage-default.onnx"
+from faceage.weights import DEFAULT_MODEL
 
 
 @dataclass(frozen=True)

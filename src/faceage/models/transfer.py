@@ -19,6 +19,7 @@ model keeps the backbone and replaces the head by one over ages 0-100, initialis
 from __future__ import annotations
 
 import importlib.util
+from dataclasses import replace
 from functools import cache
 from pathlib import Path
 
@@ -153,56 +154,44 @@ class CydralResNet10(nn.Module):
         return self
 
 
-@register_model(
+def pretrained_cydral(num_outputs: int) -> nn.Module:
+    """The Cydral network with its pretrained weights and a head over ``num_outputs`` ages."""
+    return CydralResNet10(num_outputs).load_cydral_weights()
+
+
+TRANSFER_RECIPE = Recipe(
+    epochs=18,
+    batch_size=64,
+    lr=1e-3,
+    weight_decay=1e-4,
+    optimizer="adamw",
+    patience=5,
+    unfreeze_at_epoch=1,
+    backbone_lr_ratio=0.3,
+)
+STUDY_TRANSFER = "VGG16 transfer: ~0.59 val"
+
+register_model(
     "transfer",
     head="ages",
     preprocessing=TRANSFER_INPUT,
-    recipe=Recipe(
-        epochs=18,
-        batch_size=64,
-        lr=1e-3,
-        weight_decay=1e-4,
-        optimizer="adamw",
-        patience=5,
-        unfreeze_at_epoch=1,
-        backbone_lr_ratio=0.3,
-    ),
+    recipe=TRANSFER_RECIPE,
     description="Cydral face-age ResNet-10 (CC0), new 0-100 head; head alone 1 epoch, then all layers",
-    study="VGG16 transfer: ~0.59 val",
-)
-def transfer(num_outputs: int) -> nn.Module:
-    return CydralResNet10(num_outputs).load_cydral_weights()
-
-
-@register_model(
+    study=STUDY_TRANSFER,
+)(pretrained_cydral)
+register_model(
     "transfer-ema",
     head="ages",
     preprocessing=TRANSFER_INPUT,
-    recipe=Recipe(
-        epochs=18,
-        batch_size=64,
-        lr=1e-3,
-        weight_decay=1e-4,
-        optimizer="adamw",
-        patience=6,
-        unfreeze_at_epoch=1,
-        backbone_lr_ratio=0.3,
-        ema_decay=0.998,
-    ),
+    recipe=replace(TRANSFER_RECIPE, patience=6, ema_decay=0.998),
     description="`transfer` with an exponential moving average of its weights (decay 0.998, ~2.5 epochs)",
-    study="VGG16 transfer: ~0.59 val",
-)
-def transfer_ema(num_outputs: int) -> nn.Module:
-    return CydralResNet10(num_outputs).load_cydral_weights()
-
-
-@register_model(
+    study=STUDY_TRANSFER,
+)(pretrained_cydral)
+register_model(
     "transfer-frozen",
     head="ages",
     preprocessing=TRANSFER_INPUT,
     recipe=Recipe(epochs=4, batch_size=64, lr=1e-3, optimizer="adamw", patience=2, unfreeze_at_epoch=10_000),
     description="Cydral face-age ResNet-10 with its backbone frozen: only the new 0-100 head is trained",
-    study="VGG16 transfer: ~0.59 val",
-)
-def transfer_frozen(num_outputs: int) -> nn.Module:
-    return CydralResNet10(num_outputs).load_cydral_weights()
+    study=STUDY_TRANSFER,
+)(pretrained_cydral)

@@ -31,6 +31,7 @@ from faceage.infer.estimator import AgeEstimator
 STATIC = Path(__file__).resolve().parent / "static"
 DEFAULT_MAX_UPLOAD = 10 * 1024 * 1024
 DEFAULT_MAX_BATCH = 16
+FORM_OVERHEAD = 64 * 1024  # room for the multipart headers and text fields around the photo bytes
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,37 @@ async def _read_upload(upload, field: str, limit: int) -> tuple[str, bytes]:
     return upload.filename or field, data
 
 
+async def _one_image(request: Request, config: ServiceConfig) -> tuple[FormData, str, bytes]:
+    """The form of a one-photo route, its photo's name and bytes; a missing, oversized or non-image upload is
+    refused before any decoding."""
+    form = await _form(request, config.max_upload_bytes + FORM_OVERHEAD)
+    if "image" not in form:
+        raise ApiError(422, "missing_image", "no 'image' field in the form; attach the photo as 'image'")
+    name, data = await _read_upload(form["image"], "image", config.max_upload_bytes)
+    _probe(name, data, config.max_pixels)
+    return form, name, data
+
+
+def _form_schema(required: str, **properties: dict) -> dict:
+    """OpenAPI description of a multipart form (the routes parse it themselves, to bound its size while it streams)."""
+    schema = {"type": "object", "required": [required], "properties": properties}
+    return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}}
+
+
+PHOTO = {"type": "string", "format": "binary"}
+BINS = {"type": "string", "example": "0-12,13-17,18-24,25+"}
+CROPPED = {"type": "boolean", "default": False}
+ESTIMATE_FORM = _form_schema("image", image=PHOTO, bins=BINS, cropped=CROPPED)
+BATCH_FORM = _form_schema("images", images={"type": "array", "items": PHOTO}, bins=BINS, cropped=CROPPED)
+CHECK_FORM = _form_schema(
+    "image",
+    image=PHOTO,
+    min_age={"type": "number", "default": 18},
+    challenge={"type": "number", "description": "default: the calibrated age"},
+    multiple_faces={"type": "string", "enum": ["refer", "largest"], "default": "refer"},
+)
+
+
 def _flag(value, name: str) -> bool:
     if value is None:
         return False
@@ -126,6 +158,15 @@ def _probe(name: str, data: bytes, max_pixels: int) -> None:
         probe(data, max_pixels=max_pixels, name=name)
     except ImageError as exc:
         raise _image_error(exc, name) from None
+
+
+def _calibration(app: FastAPI):
+    """The model's calibration (measured screening defaults), read on first use and kept."""
+    from faceage.check import Calibration, calibration_path
+
+    if getattr(app.state, "calibration", None) is None:
+        app.state.calibration = Calibration.load(calibration_path(app.state.estimator.model.path))
+    return app.state.calibration
 
 
 def _faces(estimator: AgeEstimator, name: str, data: bytes, cropped: bool, max_pixels: int):
@@ -160,6 +201,7 @@ def create_app(config: ServiceConfig | None = None) -> FastAPI:
     # as many estimates at once as there are cores: more only adds memory (one set of buffers per thread) and latency
     limiter = anyio.CapacityLimiter(config.concurrency)
     app.state.estimator = AgeEstimator(model=config.model, threads=config.threads, max_pixels=config.max_pixels)
+    summary = model_summary(app.state.estimator, config)  # read once: the model and its card do not change
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError):
@@ -180,59 +222,17 @@ def create_app(config: ServiceConfig | None = None) -> FastAPI:
     async def unexpected(request: Request, exc: Exception):  # a bug of ours: no traceback leaves the server
         return _error(500, "internal_error", "the server failed on this request; it has not stored your image")
 
-    upload_schema = {
-        "requestBody": {
-            "required": True,
-            "content": {
-                "multipart/form-data": {
-                    "schema": {
-                        "type": "object",
-                        "required": ["image"],
-                        "properties": {
-                            "image": {"type": "string", "format": "binary"},
-                            "bins": {"type": "string", "example": "0-12,13-17,18-24,25+"},
-                            "cropped": {"type": "boolean", "default": False},
-                        },
-                    }
-                }
-            },
-        }
-    }
-
-    @app.post("/v1/estimate", openapi_extra=upload_schema, summary="Ages of the faces in one photo")
+    @app.post("/v1/estimate", openapi_extra=ESTIMATE_FORM, summary="Ages of the faces in one photo")
     async def estimate(request: Request):
-        form = await _form(request, config.max_upload_bytes + 64 * 1024)
-        if "image" not in form:
-            raise ApiError(422, "missing_image", "no 'image' field in the form; attach the photo as 'image'")
-        name, data = await _read_upload(form["image"], "image", config.max_upload_bytes)
+        form, name, data = await _one_image(request, config)
         estimator = _estimator_for(app, form.get("bins"))
         cropped = _flag(form.get("cropped"), "cropped")
-        _probe(name, data, config.max_pixels)
         return await anyio.to_thread.run_sync(_estimate, estimator, name, data, cropped, config.max_pixels,
                                               limiter=limiter)  # fmt: skip
 
-    batch_schema = {
-        "requestBody": {
-            "required": True,
-            "content": {
-                "multipart/form-data": {
-                    "schema": {
-                        "type": "object",
-                        "required": ["images"],
-                        "properties": {
-                            "images": {"type": "array", "items": {"type": "string", "format": "binary"}},
-                            "bins": {"type": "string"},
-                            "cropped": {"type": "boolean", "default": False},
-                        },
-                    }
-                }
-            },
-        }
-    }
-
-    @app.post("/v1/estimate/batch", openapi_extra=batch_schema, summary="Ages for several photos in one request")
+    @app.post("/v1/estimate/batch", openapi_extra=BATCH_FORM, summary="Ages for several photos in one request")
     async def estimate_batch(request: Request):
-        limit = config.max_upload_bytes * config.max_batch + 64 * 1024
+        limit = config.max_upload_bytes * config.max_batch + FORM_OVERHEAD
         form = await _form(request, limit)
         uploads = form.getlist("images")
         if not uploads:
@@ -255,41 +255,17 @@ def create_app(config: ServiceConfig | None = None) -> FastAPI:
                 results.append({"error": {"code": exc.code, "message": exc.message, "status": exc.status}})
         return {"results": results}
 
-    check_schema = {
-        "requestBody": {
-            "required": True,
-            "content": {
-                "multipart/form-data": {
-                    "schema": {
-                        "type": "object",
-                        "required": ["image"],
-                        "properties": {
-                            "image": {"type": "string", "format": "binary"},
-                            "min_age": {"type": "number", "default": 18},
-                            "challenge": {"type": "number", "description": "default: the calibrated age"},
-                            "multiple_faces": {"type": "string", "enum": ["refer", "largest"], "default": "refer"},
-                        },
-                    }
-                }
-            },
-        }
-    }
-
-    @app.post("/v1/check", openapi_extra=check_schema, summary="Age check: pass, refer, no_face or multiple_faces")
+    @app.post("/v1/check", openapi_extra=CHECK_FORM, summary="Age check: pass, refer, no_face or multiple_faces")
     async def check(request: Request):
-        from faceage.check import Calibration, Policy, calibration_path, decide
+        from faceage.check import Policy, decide
 
-        form = await _form(request, config.max_upload_bytes + 64 * 1024)
-        if "image" not in form:
-            raise ApiError(422, "missing_image", "no 'image' field in the form; attach the photo as 'image'")
-        name, data = await _read_upload(form["image"], "image", config.max_upload_bytes)
+        form, name, data = await _one_image(request, config)
         try:
             min_age = float(form.get("min_age") or 18)
             challenge = form.get("challenge")
             estimator: AgeEstimator = app.state.estimator
             if challenge in (None, ""):
-                calibration = Calibration.load(calibration_path(estimator.model.path))
-                challenge = calibration.challenge_for(min_age)["challenge"]
+                challenge = _calibration(app).challenge_for(min_age)["challenge"]
             policy = Policy(min_age=min_age, challenge=float(challenge),
                             multiple_faces=str(form.get("multiple_faces") or "refer"))  # fmt: skip
         except ValueError:
@@ -297,7 +273,6 @@ def create_app(config: ServiceConfig | None = None) -> FastAPI:
         except FaceageError as exc:
             raise ApiError(422, "bad_policy", str(exc)) from None
         started = time.perf_counter()
-        _probe(name, data, config.max_pixels)
         _, faces = await anyio.to_thread.run_sync(_faces, estimator, name, data, False, config.max_pixels,
                                                   limiter=limiter)  # fmt: skip
         elapsed = round((time.perf_counter() - started) * 1000, 1)
@@ -309,7 +284,7 @@ def create_app(config: ServiceConfig | None = None) -> FastAPI:
 
     @app.get("/v1/model", summary="The model, its bins and its model card summary")
     async def model_info():
-        return model_summary(app.state.estimator, config)
+        return summary
 
     @app.get("/", include_in_schema=False)
     async def page():
