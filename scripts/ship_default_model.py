@@ -5,7 +5,7 @@
 
 Writes src/faceage/weights/faceage-default.onnx (float16 weights, so three members fit in the 20 MB budget), then
 calibrates its screening defaults on the validation split (`faceage calibrate default`) and runs
-scripts/default_model_report.py, which measures the *shipped file* with `faceage evaluate` and writes the model card,
+benchmarks/evaluation.py, which measures the *shipped file* with `faceage evaluate` and writes the model card,
 the report and the README's evaluation section from those measurements.
 """
 
@@ -37,7 +37,7 @@ def main() -> None:
     faceage = str(Path(sys.executable).parent / "faceage")
     subprocess.run([faceage, "calibrate", "default", "--data", str(args.data), "--min-age", "18", "--min-age", "21",
                     "--max-minor-pass", "0.01"], check=True)  # fmt: skip
-    subprocess.run([sys.executable, str(ROOT / "scripts" / "default_model_report.py"), "--data", str(args.data)],
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "evaluation.py"), "--data", str(args.data)],
                    check=True)  # fmt: skip
 
 

@@ -1,6 +1,6 @@
 """Measure the shipped default model and regenerate its evaluation report and model card from the measurements.
 
-    .venv/bin/python scripts/default_model_report.py --data data/utk
+    .venv/bin/python benchmarks/evaluation.py --data data/utk
 
 Runs `faceage evaluate` on the shipped ONNX file (val and test splits on the aligned crops, and the test split end to
 end from the original photos through detection and alignment), then writes
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from faceage.check import Calibration, calibration_path
@@ -23,10 +22,9 @@ from faceage.evaluate.card import model_card
 from faceage.evaluate.evaluation import evaluate, samples_from_data_dir
 from faceage.evaluate.report import build_report, markdown_summary
 from faceage.infer.estimator import DEFAULT_MODEL, ModelFile
+from readme import update_section
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-from readme import update_section  # noqa: E402
 
 EVALUATIONS = {  # folder → (split, end to end from the original photos)
     "val": ("val", False),
@@ -66,12 +64,12 @@ def main() -> None:
         {labels[f]: results[f].metrics for f in EVALUATIONS},
         peer=peer,
         data_meta=load_meta(args.data),
-        source="`python scripts/default_model_report.py`",
+        source="`python benchmarks/evaluation.py`",
         screening_defaults=Calibration.load(calibration_path(DEFAULT_MODEL)).screening,
     )
     atomic_write_text(DEFAULT_MODEL.parent / "MODEL_CARD.md", card)
     intro = (
-        "`python scripts/default_model_report.py`: the shipped file through `faceage evaluate` on the val and test "
+        "`python benchmarks/evaluation.py`: the shipped file through `faceage evaluate` on the val and test "
         "splits (stored aligned crops) and on the test split end to end (original photos → MTCNN → alignment → age "
         'model); 95% bootstrap intervals; failures to process count as errors in "bin acc, all images".\n\n'
     )
