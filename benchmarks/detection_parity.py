@@ -36,7 +36,13 @@ def main() -> None:
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
     args = parser.parse_args()
     reference = json.loads(FIXTURE.read_text())
-    detector = MTCNN(DetectorConfig(min_score=reference["meta"]["thresholds"]["threshold_onet"], min_face_fraction=0))
+    detector = MTCNN(
+        DetectorConfig(
+            min_score=reference["meta"]["thresholds"]["threshold_onet"],
+            min_face_fraction=0,
+            min_face_size=reference["meta"]["min_face_size"],
+        )
+    )
     rows, worst, faces = [], 1.0, 0
     with tarfile.open(args.shared / "UTKFace.tar.gz") as tar:
         for key, expected in reference["images"].items():

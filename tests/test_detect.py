@@ -71,7 +71,9 @@ def test_parity_with_reference_mtcnn(photos, archive):
     """Every face the reference implementation finds is found here with IoU >= 0.9 (same cascade thresholds)."""
     reference = json.loads(FIXTURE.read_text())
     thresholds = reference["meta"]["thresholds"]
-    detector = MTCNN(DetectorConfig(min_score=thresholds["threshold_onet"], min_face_fraction=0.0))
+    config = DetectorConfig(min_score=thresholds["threshold_onet"], min_face_fraction=0.0,
+                            min_face_size=reference["meta"]["min_face_size"])  # fmt: skip
+    detector = MTCNN(config)
     worst = 1.0
     for key, faces in reference["images"].items():
         ours = detector.detect(_reference_image(key, photos, archive))
@@ -114,3 +116,13 @@ def test_nms_keeps_best_and_removes_overlaps():
     scores = np.array([0.8, 0.9, 0.7])
     assert nms(boxes, scores, 0.5).tolist() == [1, 2]
     assert nms(boxes, scores, 0.9).tolist() == [1, 0, 2]
+
+
+def test_smallest_face_is_a_setting_with_a_floor(photos):
+    """The default skips faces too small for a good age; asking for 20 px finds the tiny face in the street photo."""
+    street = load_rgb(photos / "group-street.jpg")
+    default, small = MTCNN().detect(street), MTCNN(DetectorConfig(min_face_size=20)).detect(street)
+    assert len(small) > len(default) >= 5
+    assert min(d.width for d in small) < 20 < min(d.width for d in default)
+    with pytest.raises(FaceageError, match="at least 12 px"):
+        DetectorConfig(min_face_size=8)

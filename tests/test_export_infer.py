@@ -164,3 +164,39 @@ def test_float16_weights_halve_the_file_and_stay_close(tiny_run, tiny_onnx, tmp_
     (face,) = AgeEstimator(half).predict(data.astronaut())
     (reference,) = AgeEstimator(tiny_onnx).predict(data.astronaut())
     assert abs(face.age - reference.age) < 0.5
+
+
+def test_int8_export_is_smaller_and_close_to_float(tiny_run, tiny_onnx, prepared_subset, tmp_path):
+    from typer.testing import CliRunner
+
+    from faceage.cli import app
+
+    out = tmp_path / "int8.onnx"
+    result = CliRunner().invoke(app, ["export", str(tiny_run), "--int8", "--calibration-data", str(prepared_subset),
+                                      "--calibration-faces", "32", "--out", str(out)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "int8 vs float" in result.output and "validation faces" in result.output
+    assert out.stat().st_size < 0.35 * tiny_onnx.stat().st_size
+    meta = json.loads({p.key: p.value for p in onnx.load(str(out)).metadata_props}["faceage"])
+    assert meta["int8"] is True and meta["model"] == "transfer"
+    ops = {node.op_type for node in onnx.load(str(out)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    (face,) = AgeEstimator(out).predict(data.astronaut())
+    (reference,) = AgeEstimator(tiny_onnx).predict(data.astronaut())
+    assert abs(face.age - reference.age) < 3.0  # quantisation noise, not a different model
+
+
+def test_int8_export_refuses_missing_or_contradictory_options(tiny_run, tmp_path):
+    from typer.testing import CliRunner
+
+    from faceage.cli import app
+
+    cases = (
+        (["--int8"], "--calibration-data"),
+        (["--calibration-data", str(tmp_path)], "--int8"),
+        (["--int8", "--float16-weights", "--calibration-data", str(tmp_path)], "not both"),
+    )
+    for extra, message in cases:
+        result = CliRunner().invoke(app, ["export", str(tiny_run), "--out", str(tmp_path / "m.onnx"), *extra])
+        assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "m.onnx").exists()

@@ -59,3 +59,16 @@ def test_transfer_head_starts_from_the_original_ages(cydral):
     extended = CydralResNet10(101).load_cydral_weights()
     torch.testing.assert_close(extended.head.weight[:81], net.head.weight)
     torch.testing.assert_close(extended.head.weight[100], net.head.weight[80])
+
+
+def test_folding_affine_layers_keeps_the_function():
+    import copy
+
+    from faceage.models.transfer import Affine, fold_affine_layers, pretrained_cydral
+
+    net = pretrained_cydral(101).eval()
+    folded = fold_affine_layers(copy.deepcopy(net))
+    assert not any(isinstance(m, Affine) for m in folded.modules())
+    x = torch.randn(3, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(net(x), folded(x), atol=1e-4)

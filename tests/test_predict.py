@@ -79,3 +79,17 @@ def test_decompression_bomb_is_an_error_row(tiny_onnx, tmp_path):
     assert run.returncode == 2
     (row,) = list(csv.DictReader(out.open()))
     assert row["error"].startswith("unreadable: ") and "pixels" in row["error"]
+
+
+def test_min_face_finds_smaller_faces_and_refuses_impossible_sizes(tiny_onnx, tmp_path, photos):
+    street = photos / "group-street.jpg"
+    counts = {}
+    for size in ("32", "20"):
+        out = tmp_path / f"faces-{size}.jsonl"
+        run = _run(street, "--model", tiny_onnx, "--min-face", size, "--out", out)
+        assert run.returncode == 0, run.stderr
+        counts[size] = len(out.read_text().splitlines())
+    assert counts["20"] > counts["32"] >= 5
+    run = _run(street, "--model", tiny_onnx, "--min-face", "8", "--out", tmp_path / "never.csv")
+    assert run.returncode == 1 and b"at least 12 px" in run.stderr and b"Traceback" not in run.stderr
+    assert not (tmp_path / "never.csv").exists()

@@ -102,3 +102,41 @@ def test_weight_averaging_saves_the_averaged_weights(prepared_subset, tmp_path):
     assert result.summary["recipe"]["ema_decay"] == 0.998
     module = AgeModule.load_from_checkpoint(path, map_location="cpu")
     assert torch.equal(module.state_dict()[name], averaged[name])  # evaluation and export see the average
+
+
+def test_a_teacher_model_teaches_on_the_augmented_batches(prepared_subset, tiny_onnx, tmp_path):
+    """Distillation: the exported model's probabilities join each training batch; the run records its teacher."""
+    from faceage.models import get_model_info
+    from faceage.train.teacher import Teacher
+
+    info = get_model_info("transfer-ema")
+    teacher = Teacher(tiny_onnx, info.preprocessing)
+    datamodule = FaceDataModule(prepared_subset, info.preprocessing, batch_size=8, limit=16, teacher=teacher)
+    x, ages, bins, probs = next(iter(datamodule.train_dataloader()))
+    assert probs.shape == (8, 101) and torch.allclose(probs.sum(dim=1), torch.ones(8), atol=1e-4)
+    assert len(next(iter(datamodule.val_dataloader()))) == 3  # validation is never taught
+    result = train_model(prepared_subset, "transfer-ema", tmp_path / "taught", epochs=1, limit=16, progress=False,
+                         teacher=tiny_onnx, distill_weight=0.7)  # fmt: skip
+    assert result.summary["teacher"]["name"] == "transfer" and result.summary["recipe"]["distill_weight"] == 0.7
+
+
+def test_distillation_target_mixes_teacher_and_true_age(prepared_subset):
+    module = AgeModule("transfer", "0-20,21-26,27-35,36-50,51+", {}, "ages", {"distill_weight": 1.0},
+                       [10, 23, 30, 42, 60], l1_weight=0.0)  # fmt: skip
+    logits = torch.randn(2, 101)
+    teacher = torch.zeros(2, 101)
+    teacher[:, 40] = 1.0  # the teacher is sure of 40 whatever the label says
+    expected = -torch.log_softmax(logits, dim=1)[:, 40].mean()
+    assert torch.allclose(module.loss(logits, torch.tensor([5.0, 90.0]), torch.tensor([0, 4]), teacher), expected)
+
+
+def test_teacher_must_predict_ages_with_the_same_input(tiny_onnx, prepared_subset, tmp_path):
+    from faceage.models import get_model_info
+    from faceage.train.teacher import Teacher
+
+    with pytest.raises(FaceageError, match="same input"):
+        Teacher(tiny_onnx, get_model_info("resnet").preprocessing)
+    with pytest.raises(FaceageError, match="needs a --teacher"):
+        train_model(prepared_subset, "transfer", tmp_path / "x", distill_weight=0.5, progress=False)
+    with pytest.raises(FaceageError, match="bins"):
+        train_model(prepared_subset, "cnn1", tmp_path / "y", teacher=tiny_onnx, progress=False)

@@ -213,6 +213,13 @@ def train(
     strategy: Annotated[str, typer.Option(help="Lightning strategy, e.g. auto or ddp.")] = "auto",
     workers: Annotated[int, typer.Option(help="Data-loader worker processes.")] = 0,
     limit: Annotated[int | None, typer.Option(help="Use at most this many faces per split (quick runs).")] = None,
+    teacher: Annotated[
+        Path | None,
+        typer.Option(
+            help="Exported model (e.g. an ensemble) to distil from; it must not have seen DATA_DIR's val/test faces."
+        ),
+    ] = None,
+    distill_weight: Annotated[float | None, typer.Option(help="Teacher's share of the target (default 0.5).")] = None,
 ) -> None:
     """Train a registered model on a prepared data folder (Lightning): checkpoints, metrics.csv, summary.json."""
     from faceage.train.run import train_model
@@ -220,7 +227,8 @@ def train(
     parsed_devices: str | int = int(devices) if devices.isdigit() else devices
     result = train_model(data_dir, model, out, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
                          max_minutes=max_minutes, resume=resume, accelerator=accelerator, devices=parsed_devices,
-                         strategy=strategy, num_workers=workers, limit=limit)  # fmt: skip
+                         strategy=strategy, num_workers=workers, limit=limit, teacher=teacher,
+                         distill_weight=distill_weight)  # fmt: skip
     print_summary(result.summary)
 
 
@@ -269,22 +277,64 @@ def export(
             help="Average each face with its mirror image (default: as trained; --no-flip halves the cost).",
         ),
     ] = None,  # fmt: skip
+    int8: Annotated[
+        bool, typer.Option(help="Quantise to int8 (faster on CPU, a quarter of the size); needs --calibration-data.")
+    ] = False,
+    calibration_data: Annotated[
+        Path | None,
+        typer.Option(
+            help="Prepared folder whose training faces set the int8 ranges (its val faces measure the change)."
+        ),
+    ] = None,
+    calibration_faces: Annotated[int, typer.Option(help="Training faces used to calibrate int8.")] = 512,
 ) -> None:
     """Export trained model(s) to ONNX (preprocessing and bins in the metadata) and check parity with PyTorch."""
+    import tempfile
+
     import numpy as np
 
     from faceage.train.export import export_onnx, parity
 
-    metadata = export_onnx(runs, out, name=name, float16_weights=float16_weights, flip=flip)
-    size = metadata["preprocessing"]["input_size"]
-    inputs = np.random.default_rng(0).normal(0, 0.5, (8, 3, size, size)).astype(np.float32)
-    difference = parity(runs, out, inputs, flip=flip)
+    if int8 and calibration_data is None:
+        raise FaceageError("--int8 needs --calibration-data DATA_DIR (a folder written by 'faceage prepare')")
+    if calibration_data is not None and not int8:
+        raise FaceageError("--calibration-data is only used with --int8")
+    if int8 and float16_weights:
+        raise FaceageError("choose --int8 or --float16-weights, not both (int8 weights are smaller still)")
+    with tempfile.TemporaryDirectory() as tmp:
+        float_path = Path(tmp) / "float.onnx" if int8 else out
+        metadata = export_onnx(runs, float_path, name=name, float16_weights=float16_weights, flip=flip)
+        size = metadata["preprocessing"]["input_size"]
+        inputs = np.random.default_rng(0).normal(0, 0.5, (8, 3, size, size)).astype(np.float32)
+        difference = parity(runs, float_path, inputs, flip=flip)
+        console.print(f"parity with PyTorch on 8 random inputs: max abs difference {difference:.2e}")
+        limit = 5e-3 if float16_weights else 1e-4  # float16 weights round at about 5e-4 relative
+        if difference > limit:
+            err_console.print(f"[bold red]error:[/] the exported model differs from its checkpoint by over {limit}")
+            raise typer.Exit(1)
+        if int8:
+            _quantize(float_path, Path(tmp) / "int8.onnx", out, calibration_data, calibration_faces)
     console.print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): {metadata['model']}, bins {metadata['bins']}")
-    console.print(f"parity with PyTorch on 8 random inputs: max abs difference {difference:.2e}")
-    limit = 5e-3 if float16_weights else 1e-4  # float16 weights round at about 5e-4 relative
-    if difference > limit:
-        err_console.print(f"[bold red]error:[/] the exported model differs from the checkpoint by more than {limit}")
+
+
+def _quantize(float_path: Path, int8_path: Path, out: Path, data_dir: Path, faces: int) -> None:
+    """Quantise beside the float file; ``out`` is written only when the int8 model stays close to the float one."""
+    from faceage.data.manifest import atomic_write_bytes
+    from faceage.infer.estimator import ModelFile
+    from faceage.preprocessing import Preprocessing
+    from faceage.train.quantize import normalized_faces, quantization_error, quantize_int8
+
+    preprocessing = Preprocessing.from_dict(ModelFile.load(float_path).metadata["preprocessing"])
+    quantize_int8(float_path, int8_path, normalized_faces(data_dir, preprocessing, "train", faces))
+    change = quantization_error(float_path, int8_path, normalized_faces(data_dir, preprocessing, "val", 512))
+    console.print(
+        f"int8 vs float on {change.faces} validation faces: estimates move by {change.mean_age_change:.2f} years on "
+        f"average (at most {change.max_age_change:.2f}); top class unchanged for {change.same_top_class:.1%}"
+    )
+    if change.mean_age_change > 1.0:
+        err_console.print("[bold red]error:[/] int8 moves estimates over 1 year on average; ship the float model")
         raise typer.Exit(1)
+    atomic_write_bytes(out, int8_path.read_bytes())
 
 
 @app.command()
@@ -297,6 +347,12 @@ def predict(
     cropped: Annotated[bool, typer.Option(help="Each image is one pre-cropped face: skip detection.")] = False,
     workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
     annotate: Annotated[Path | None, typer.Option(help="Folder for photos with boxes and ages drawn.")] = None,
+    min_face: Annotated[
+        int | None,
+        typer.Option(
+            help="Smallest face to look for, in pixels (default 32; smaller faces get much less accurate ages)."
+        ),
+    ] = None,
 ) -> None:
     """Estimate the age of every face: one row per face; unreadable inputs get an error row and the run goes on."""
     from faceage.infer.predict import check_output_path, predict_paths, summarize, write_rows
@@ -314,6 +370,7 @@ def predict(
                 workers=workers,
                 annotate_dir=annotate,
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
+                min_face=min_face,
             )
         )
     summary = summarize(rows)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import cv2
 
+from faceage.detect import DetectorConfig
 from faceage.errors import FaceageError, ImageError
 from faceage.images import load_rgb
 from faceage.infer.annotate import draw_faces
@@ -92,10 +93,11 @@ def rows_for(path: str, faces: list[Face] | None, error: str = "") -> list[dict]
 _WORKER: AgeEstimator | None = None
 
 
-def _init_worker(model: str | None, bins: str | None) -> None:
+def _init_worker(model: str | None, bins: str | None, min_face: int | None = None) -> None:
     global _WORKER
     cv2.setNumThreads(1)
-    _WORKER = AgeEstimator(model=model, bins=bins)
+    detector = DetectorConfig() if min_face is None else DetectorConfig(min_face_size=min_face)
+    _WORKER = AgeEstimator(model=model, bins=bins, detector=detector)
 
 
 def _predict_one(task: tuple[str, bytes | None, bool, str | None]) -> tuple[str, list[dict]]:
@@ -124,8 +126,11 @@ def predict_paths(
     workers: int = 1,
     annotate_dir: Path | None = None,
     progress: Callable[[int, int], None] | None = None,
+    min_face: int | None = None,
 ) -> Iterator[dict]:
-    """Rows for every input, in input order."""
+    """Rows for every input, in input order (``min_face``: smallest face in pixels, default the detector's)."""
+    if min_face is not None:
+        DetectorConfig(min_face_size=min_face)  # refuses an impossible size before any work starts
     paths = expand_inputs(inputs)
     stdin_data = sys.stdin.buffer.read() if STDIN in paths else None
     if annotate_dir is not None:
@@ -133,11 +138,11 @@ def predict_paths(
     tasks = [(p, stdin_data if p == STDIN else None, cropped, str(annotate_dir) if annotate_dir else None)
              for p in paths]  # fmt: skip
     if workers <= 1:
-        _init_worker(model, bins)
+        _init_worker(model, bins, min_face)
         results: Iterator = map(_predict_one, tasks)
         pool = None
     else:
-        pool = mp.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(model, bins))
+        pool = mp.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(model, bins, min_face))
         results = pool.imap(_predict_one, tasks, chunksize=1)
     try:
         for done, (_, rows) in enumerate(results, start=1):

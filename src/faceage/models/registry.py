@@ -36,6 +36,7 @@ class Recipe:
     sigma: float = 2.0  # "ages" heads: width (years) of the Gaussian soft label
     l1_weight: float = 0.1  # "ages" heads: weight of the L1 loss on the expected age
     ema_decay: float | None = None  # keep an exponential moving average of the weights (validated, saved, exported)
+    distill_weight: float = 0.5  # with a teacher (faceage train --teacher): its share of the soft target
 
 
 @dataclass(frozen=True)

@@ -154,6 +154,21 @@ class CydralResNet10(nn.Module):
         return self
 
 
+def fold_affine_layers(net: nn.Module) -> nn.Module:
+    """Fold every affine layer into the convolution before it (``conv(x) * s + o`` as one convolution), in place.
+
+    The result computes the same function with fewer graph nodes; exported and int8-quantised models are built from
+    the folded network (one scale per convolution output instead of separately quantised Mul/Add)."""
+    with torch.no_grad():
+        for module in net.modules():
+            if isinstance(module, ConvAffine) and isinstance(module.affine, Affine):
+                scale, offset = module.affine.scale.view(-1), module.affine.offset.view(-1)
+                module.conv.weight.mul_(scale.view(-1, 1, 1, 1))
+                module.conv.bias.copy_(module.conv.bias * scale + offset)
+                module.affine = nn.Identity()
+    return net
+
+
 def pretrained_cydral(num_outputs: int) -> nn.Module:
     """The Cydral network with its pretrained weights and a head over ``num_outputs`` ages."""
     return CydralResNet10(num_outputs).load_cydral_weights()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -138,12 +139,14 @@ class FaceDataModule(L.LightningDataModule):
         augment: bool = True,
         num_workers: int = 0,
         limit: int | None = None,
+        teacher: Callable | None = None,
     ):
         super().__init__()
         self.data_dir, self.preprocessing = Path(data_dir), preprocessing
         self.bins = bins or AgeBins.parse(load_meta(self.data_dir)["bins"])
         self.batch_size, self.augment, self.num_workers, self.limit = batch_size, augment, num_workers, limit
         self.arrays: dict[str, SplitArrays] | None = None
+        self.teacher = teacher  # adds its probabilities to each augmented training batch (faceage.train.teacher)
 
     def setup(self, stage: str | None = None) -> None:
         if self.arrays is None:
@@ -169,16 +172,17 @@ class FaceDataModule(L.LightningDataModule):
             dtype=np.float32,
         )
 
-    def loader(self, split: str, augment: bool = False, shuffle: bool = False) -> DataLoader:
+    def loader(self, split: str, augment: bool = False, shuffle: bool = False, taught: bool = False) -> DataLoader:
         self.setup()
         dataset = FaceDataset(self.arrays[split], self.preprocessing, self.bins, augment)
         generator = torch.Generator().manual_seed(torch.initial_seed() % 2**31) if shuffle else None
+        collate = self.teacher.collate if taught and self.teacher is not None else None
         return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
                           generator=generator, persistent_workers=self.num_workers > 0,
-                          worker_init_fn=_seed_worker_augmentation)  # fmt: skip
+                          worker_init_fn=_seed_worker_augmentation, collate_fn=collate)  # fmt: skip
 
     def train_dataloader(self) -> DataLoader:
-        return self.loader("train", augment=self.augment, shuffle=True)
+        return self.loader("train", augment=self.augment, shuffle=True, taught=True)
 
     def val_dataloader(self) -> DataLoader:
         return self.loader("val")

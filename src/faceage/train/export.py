@@ -9,6 +9,7 @@ ONNX metadata under the key ``faceage``, so inference never needs torch or the c
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 from pathlib import Path
@@ -22,6 +23,7 @@ from faceage import __version__
 from faceage.data.manifest import atomic_write_bytes
 from faceage.detect import ALIGNMENT_VERSION
 from faceage.errors import FaceageError
+from faceage.models.transfer import fold_affine_layers
 from faceage.preprocessing import MODEL_METADATA_KEY
 from faceage.train.module import AgeModule
 
@@ -32,7 +34,7 @@ class AveragedProbabilities(torch.nn.Module):
 
     def __init__(self, modules: list[AgeModule], flip: bool | None = None):
         super().__init__()
-        self.nets = torch.nn.ModuleList(m.net for m in modules)
+        self.nets = torch.nn.ModuleList(fold_affine_layers(copy.deepcopy(m.net)) for m in modules)
         first = modules[0]
         wanted = first.hparams.flip_tta if flip is None else flip
         self.flip = bool(wanted and first.head_kind == "ages")

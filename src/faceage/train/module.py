@@ -5,9 +5,10 @@ Two kinds of head (see :mod:`faceage.models.registry`):
 - ``bins``: logits over the age bins, cross-entropy (the study's setup). For its MAE, a bin stands for the median
   training age of that bin.
 - ``ages``: logits over ages 0-100. Loss: cross-entropy against a Gaussian soft label around the true age
-  (label-distribution learning) plus a small L1 term on the expected age. The age is the expected value, the bins'
-  probabilities are the mass inside each bin, and evaluation averages the prediction with that of the mirrored
-  face (test-time flip).
+  (label-distribution learning) plus a small L1 term on the expected age. When a teacher model adds its age
+  distribution to the training batches (distillation, :mod:`faceage.train.teacher`), the target mixes it in with
+  weight ``distill_weight``. The age is the expected value, the bins' probabilities are the mass inside each bin,
+  and evaluation averages the prediction with that of the mirrored face (test-time flip).
 
 The checkpoint's hyper-parameters hold the model name, bins, preprocessing and head, so a checkpoint is enough to
 evaluate or export a model.
@@ -72,19 +73,23 @@ class AgeModule(L.LightningModule):
             return probs @ self.ages, probs @ self.age_to_bin
         return self.bin_ages[probs.argmax(dim=1)], probs
 
-    def loss(self, logits: torch.Tensor, ages: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
+    def loss(self, logits: torch.Tensor, ages: torch.Tensor, bins: torch.Tensor,
+             teacher: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
         if self.head_kind == "bins":
             return F.cross_entropy(logits, bins)
         target_age = ages.clamp(max=MAX_AGE_CLASS)[:, None]
         soft = torch.softmax(-((self.ages[None] - target_age) ** 2) / (2 * self.hparams.sigma**2), dim=1)
+        if teacher is not None:
+            weight = self.hparams.recipe.get("distill_weight", 0.5)
+            soft = (1 - weight) * soft + weight * teacher
         log_probs = F.log_softmax(logits, dim=1)
         expected = log_probs.exp() @ self.ages
         return -(soft * log_probs).sum(dim=1).mean() + self.hparams.l1_weight * (expected - ages).abs().mean()
 
     def _step(self, batch, stage: str) -> torch.Tensor:
-        x, ages, bins = batch
+        x, ages, bins, *teacher = batch  # a fourth element: the teacher's probabilities (training only)
         logits = self(x)
-        loss = self.loss(logits, ages, bins)
+        loss = self.loss(logits, ages, bins, teacher[0] if teacher else None)
         with torch.no_grad():
             probs = F.softmax(logits, dim=1) if stage == "train" else self.probabilities(x, self.hparams.flip_tta)
             age, bin_probs = self.outputs(probs)

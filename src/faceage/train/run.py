@@ -36,6 +36,7 @@ from faceage.metrics import band_errors
 from faceage.models import count_parameters, get_model_info
 from faceage.train.data import FaceDataModule
 from faceage.train.module import AgeModule
+from faceage.train.teacher import Teacher
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,8 @@ def train_model(
     num_workers: int = 0,
     limit: int | None = None,
     progress: bool = True,
+    teacher: Path | None = None,
+    distill_weight: float | None = None,
 ) -> TrainResult:
     data_dir, out = Path(data_dir), Path(out)
     info = get_model_info(model_name)
@@ -68,6 +71,15 @@ def train_model(
     recipe = replace(
         recipe, epochs=epochs or recipe.epochs, batch_size=batch_size or recipe.batch_size, lr=lr or recipe.lr
     )
+    if distill_weight is not None:
+        if teacher is None:
+            raise FaceageError("--distill-weight needs a --teacher model")
+        if not 0.0 <= distill_weight <= 1.0:
+            raise FaceageError(f"--distill-weight must be between 0 and 1, got {distill_weight}")
+        recipe = replace(recipe, distill_weight=distill_weight)
+    if teacher is not None and info.head != "ages":
+        raise FaceageError(f"{model_name} predicts bins; only models with an age-distribution head can be taught")
+    teacher_model = Teacher(teacher, info.preprocessing) if teacher is not None else None
     bins = AgeBins.parse(load_meta(data_dir)["bins"])
     last = out / "checkpoints" / "last.ckpt"
     if resume and not last.is_file():
@@ -77,9 +89,8 @@ def train_model(
     out.mkdir(parents=True, exist_ok=True)
     L.seed_everything(seed, workers=True, verbose=False)
 
-    datamodule = FaceDataModule(
-        data_dir, info.preprocessing, bins, recipe.batch_size, recipe.augment, num_workers=num_workers, limit=limit
-    )
+    datamodule = FaceDataModule(data_dir, info.preprocessing, bins, recipe.batch_size, recipe.augment,
+                                num_workers=num_workers, limit=limit, teacher=teacher_model)  # fmt: skip
     module = AgeModule(model_name, bins.spec, info.preprocessing.to_dict(), info.head, asdict(recipe),
                        datamodule.bin_representative_ages().tolist(), sigma=recipe.sigma,
                        l1_weight=recipe.l1_weight)  # fmt: skip
@@ -140,6 +151,7 @@ def train_model(
         "bins": bins.spec,
         "preprocessing": info.preprocessing.to_dict(),
         "recipe": asdict(recipe),
+        "teacher": None if teacher_model is None else {"name": teacher_model.name, "path": str(teacher)},
         "seed": seed,
         "epochs_run": int(trainer.current_epoch),
         "best_epoch": _best_epoch(best_path),

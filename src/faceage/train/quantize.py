@@ -1,0 +1,94 @@
+"""8-bit models: ``faceage export RUN --int8 --calibration-data DATA`` (ONNX Runtime static quantisation).
+
+Weights become int8 (one scale per output channel) and activations uint8, with their ranges measured on training
+faces of DATA (min/max over ``calibration_faces`` faces). The QDQ graph runs on ONNX Runtime's integer kernels: on
+this machine (x86-64 with AVX-512 VNNI) a face costs less than half the float32 time, and the file is a quarter of
+the float32 size. Quantisation moves individual estimates by a fraction of a year (reported by
+:func:`quantization_error` on validation faces) without changing the accuracy measurably; ``faceage evaluate`` on
+the written file is the measurement that counts.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from faceage.data.manifest import atomic_write_bytes
+from faceage.errors import FaceageError
+from faceage.preprocessing import MODEL_METADATA_KEY, Preprocessing
+
+
+@dataclass(frozen=True)
+class QuantizationError:
+    faces: int
+    mean_age_change: float  # mean |age(int8) - age(float)|, years
+    max_age_change: float
+    same_top_class: float  # share of faces whose most probable class (age or bin) is unchanged
+
+
+def normalized_faces(data_dir: Path, preprocessing: Preprocessing, split: str, count: int, seed: int = 0) -> np.ndarray:
+    """``count`` faces of a split of a prepared folder (drawn with ``seed``), as model inputs (N×3×S×S float32)."""
+    from faceage.train.data import load_split_arrays
+
+    images = load_split_arrays(Path(data_dir), preprocessing, show_progress=False)[split].images
+    if not len(images):
+        raise FaceageError(f"{data_dir}: the {split} split has no faces to calibrate the int8 model on")
+    pick = np.random.default_rng(seed).choice(len(images), min(count, len(images)), replace=False)
+    return preprocessing.normalize(images[np.sort(pick)])
+
+
+def quantize_int8(float_model: Path, out: Path, calibration: np.ndarray, batch: int = 32) -> None:
+    """Write an int8 (QDQ) copy of ``float_model`` to ``out``, with activation ranges from ``calibration`` inputs;
+    the faceage metadata is carried over with ``"int8": true``."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Batches(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter([{"faces": calibration[i : i + batch]} for i in range(0, len(calibration), batch)])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    source = onnx.load(str(float_model))
+    props = {p.key: p.value for p in source.metadata_props}
+    if MODEL_METADATA_KEY not in props:
+        raise FaceageError(f"{float_model}: no faceage metadata; quantise files written by 'faceage export'")
+    with tempfile.TemporaryDirectory() as tmp:
+        prepared, quantized = Path(tmp) / "prepared.onnx", Path(tmp) / "int8.onnx"
+        quant_pre_process(str(float_model), str(prepared))
+        quantize_static(str(prepared), str(quantized), Batches(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)  # fmt: skip
+        model = onnx.load(str(quantized))
+    metadata = json.loads(props[MODEL_METADATA_KEY])
+    metadata.update(int8=True, float16_weights=False)
+    del model.metadata_props[:]
+    for key, value in props.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, json.dumps(metadata) if key == MODEL_METADATA_KEY else value
+    onnx.checker.check_model(model)
+    atomic_write_bytes(Path(out), model.SerializeToString())
+
+
+def quantization_error(float_model: Path, int8_model: Path, inputs: np.ndarray) -> QuantizationError:
+    """How far the int8 model's estimates move from the float model's on ``inputs`` (held-out faces)."""
+    from faceage.infer.estimator import ModelFile
+
+    metadata = ModelFile.load(Path(float_model)).metadata
+    results = []
+    for path in (float_model, int8_model):
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        batches = [session.run(None, {"faces": inputs[i : i + 256]})[0] for i in range(0, len(inputs), 256)]
+        probs = np.concatenate(batches)
+        values = np.arange(probs.shape[1]) if metadata["head"] == "ages" else np.asarray(metadata["bin_ages"])
+        results.append((probs @ values, probs.argmax(axis=1)))
+    (float_age, float_top), (int8_age, int8_top) = results
+    change = np.abs(int8_age - float_age)
+    same_top = float((int8_top == float_top).mean())
+    return QuantizationError(len(inputs), float(change.mean()), float(change.max()), same_top)
