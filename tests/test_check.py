@@ -26,7 +26,8 @@ from faceage.check import (
 )
 from faceage.cli import app
 from faceage.errors import FaceageError
-from faceage.infer.estimator import DEFAULT_MODEL, Face
+from faceage.infer.estimator import Face
+from faceage.weights import DEFAULT_MODEL
 
 runner = CliRunner()
 CHILD_BOX = (443, 164, 487, 226)  # a child in group-street.jpg (x1, y1, x2, y2)

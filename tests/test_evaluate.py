@@ -22,7 +22,8 @@ from faceage.evaluate.evaluation import (
     samples_from_labelled,
 )
 from faceage.evaluate.report import build_report
-from faceage.infer.estimator import DEFAULT_MODEL, ModelFile
+from faceage.infer.estimator import ModelFile
+from faceage.weights import DEFAULT_MODEL
 
 runner = CliRunner()
 SECTIONS = {"summary", "data", "learning", "ladder", "confusion", "bands", "fairness", "challenge", "examples"}

@@ -200,3 +200,20 @@ def test_int8_export_refuses_missing_or_contradictory_options(tiny_run, tmp_path
         result = CliRunner().invoke(app, ["export", str(tiny_run), "--out", str(tmp_path / "m.onnx"), *extra])
         assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_both_shipped_models_are_int8_carry_calibration_and_card_and_fit_the_budget():
+    from faceage.check import Calibration
+    from faceage.weights import ACCURATE_MODEL, DEFAULT_MODEL, SHIPPED_MODELS, calibration_path, card_path, model_path
+
+    assert sum(path.stat().st_size for path in SHIPPED_MODELS.values()) <= 20e6
+    for name, path in SHIPPED_MODELS.items():
+        assert model_path(name) == path
+        meta = json.loads({p.key: p.value for p in onnx.load(str(path)).metadata_props}["faceage"])
+        assert meta["int8"] is True and meta["head"] == "ages"
+        assert Calibration.load(calibration_path(path)).screening
+        assert card_path(path).read_text().startswith(f"# Model card: {meta['name']}")
+    assert json.loads({p.key: p.value for p in onnx.load(str(ACCURATE_MODEL)).metadata_props}["faceage"])["members"] > 1
+    assert model_path(None) == DEFAULT_MODEL and model_path("elsewhere.onnx").name == "elsewhere.onnx"
+    (face,) = AgeEstimator("accurate").predict(data.astronaut())
+    assert 20 <= face.age <= 60

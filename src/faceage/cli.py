@@ -29,6 +29,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console()
+MODEL_HELP = "'accurate' for the shipped ensemble, or an ONNX file from 'faceage export' (default: shipped default)."
 err_console = Console(stderr=True, soft_wrap=True)  # messages stay on one line: paths can be copied
 
 
@@ -159,7 +160,7 @@ def detect(
 @friendly_errors
 def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("demo-output"),
-    model: Annotated[Path | None, typer.Option(help="ONNX model (default: the shipped one).")] = None,
+    model: Annotated[Path | None, typer.Option(help=MODEL_HELP)] = None,
 ) -> None:
     """Ages for the photos that ship with scikit-image (and ../shared/data/photos when present): nothing to download."""
     from faceage.demo import age_demo, demo_photos
@@ -205,6 +206,7 @@ def train(
     epochs: Annotated[int | None, typer.Option(help="Override the recipe's epochs.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Override the recipe's batch size.")] = None,
     lr: Annotated[float | None, typer.Option(help="Override the recipe's learning rate.")] = None,
+    weight_decay: Annotated[float | None, typer.Option(help="Override the recipe's weight decay.")] = None,
     seed: Annotated[int, typer.Option(help="Seed: same seed, same numbers on the same machine.")] = 0,
     max_minutes: Annotated[float | None, typer.Option(help="Stop training after this many minutes.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
@@ -225,7 +227,8 @@ def train(
     from faceage.train.run import train_model
 
     parsed_devices: str | int = int(devices) if devices.isdigit() else devices
-    result = train_model(data_dir, model, out, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+    result = train_model(data_dir, model, out, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                         seed=seed,
                          max_minutes=max_minutes, resume=resume, accelerator=accelerator, devices=parsed_devices,
                          strategy=strategy, num_workers=workers, limit=limit, teacher=teacher,
                          distill_weight=distill_weight)  # fmt: skip
@@ -342,7 +345,7 @@ def _quantize(float_path: Path, int8_path: Path, out: Path, data_dir: Path, face
 def predict(
     inputs: Annotated[list[str], typer.Argument(help="Photos, folders (searched recursively) or - for stdin.")],
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write .csv or .jsonl (else a table).")] = None,
-    model: Annotated[Path | None, typer.Option(help="ONNX model from 'faceage export' (default: shipped).")] = None,
+    model: Annotated[Path | None, typer.Option(help=MODEL_HELP)] = None,
     bins: Annotated[str | None, typer.Option(help="Answer in other bins, e.g. '0-12,13-17,18-24,25+'.")] = None,
     cropped: Annotated[bool, typer.Option(help="Each image is one pre-cropped face: skip detection.")] = False,
     workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
@@ -496,7 +499,7 @@ def serve(
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
     workers: Annotated[int, typer.Option(help="Worker processes (each loads the model).")] = 1,
-    model: Annotated[Path | None, typer.Option(help="ONNX model from 'faceage export' (default: shipped).")] = None,
+    model: Annotated[Path | None, typer.Option(help=MODEL_HELP)] = None,
     max_upload_mb: Annotated[float, typer.Option(help="Largest upload per image, in MB.")] = 10.0,
     max_batch: Annotated[int, typer.Option(help="Most images in one batch request.")] = 16,
 ) -> None:
@@ -557,7 +560,7 @@ def check(
     multiple_faces: Annotated[
         str, typer.Option(help="refer: one person at a time; largest: judge the largest face.")
     ] = "refer",  # fmt: skip
-    model: Annotated[Path | None, typer.Option(help="ONNX model from 'faceage export' (default: shipped).")] = None,
+    model: Annotated[Path | None, typer.Option(help=MODEL_HELP)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per photo.")] = False,
 ) -> None:
     import json
@@ -660,7 +663,7 @@ def _judged_face(photo: Path, model: Path | None):
 def gap(
     photo: Annotated[Path, typer.Argument(help="A photo of the person.")],
     age: Annotated[float, typer.Option(help="The person's real (stated) age in years.")],
-    model: Annotated[Path | None, typer.Option(help="ONNX model (default: shipped).")] = None,
+    model: Annotated[Path | None, typer.Option(help=MODEL_HELP)] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Apparent age minus stated age, and whether it is beyond the model's usual error. Not a medical test."""
@@ -687,7 +690,7 @@ def recency(
     photo: Annotated[Path, typer.Argument(help="The profile photo.")],
     claimed_age: Annotated[float, typer.Option(help="The age the person claims now.")],
     photo_year: Annotated[int | None, typer.Option(help="The year the photo is said to be from.")] = None,
-    model: Annotated[Path | None, typer.Option(help="ONNX model (default: shipped).")] = None,
+    model: Annotated[Path | None, typer.Option(help=MODEL_HELP)] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Is the photo consistent with the claimed age? consistent / inconsistent / uncertain, from measured errors."""
@@ -710,19 +713,20 @@ def groups(
     inputs: Annotated[list[str], typer.Argument(help="Photos or folders (searched recursively).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="CSV of faces per age group (a .png chart beside it).")],
     bins: Annotated[str | None, typer.Option(help="Age groups, e.g. '0-12,13-17,18-24,25-39,40-59,60+'.")] = None,
-    model: Annotated[Path | None, typer.Option(help="ONNX model (default: shipped).")] = None,
+    model: Annotated[Path | None, typer.Option(help=MODEL_HELP)] = None,
     workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
 ) -> None:
     """Count faces per age group across photos (age-group analytics), with a bar chart."""
     from faceage.bins import AgeBins
     from faceage.data.manifest import atomic_write_text
-    from faceage.infer.estimator import DEFAULT_MODEL, ModelFile
+    from faceage.infer.estimator import ModelFile
     from faceage.infer.groups import count_groups, plot_groups
     from faceage.infer.predict import predict_paths, summarize
+    from faceage.weights import model_path
 
     if out.suffix.lower() != ".csv":
         raise FaceageError(f"{out}: give a .csv file for --out")
-    age_bins = AgeBins.parse(bins or ModelFile.load(model or DEFAULT_MODEL).metadata["bins"])
+    age_bins = AgeBins.parse(bins or ModelFile.load(model_path(model)).metadata["bins"])
     with _progress() as bar:
         task = bar.add_task("groups", total=None)
         update = lambda done, total: bar.update(task, completed=done, total=total)  # noqa: E731

@@ -31,6 +31,11 @@ def _model_lines(metadata: dict) -> list[str]:
         f"- Architecture: `{metadata.get('model')}`"
         + (f", the average of {members} independently fine-tuned runs" if members > 1 else "")
         + (", weights stored as float16" if metadata.get("float16_weights") else "")
+        + (
+            ", quantised to int8 (weights per channel, activations calibrated on training faces)"
+            if metadata.get("int8")
+            else ""
+        )
         + f"; faceage {metadata.get('version')}.",
         "- Output: "
         + (

@@ -24,7 +24,7 @@ from faceage.data.split import hash_unit
 from faceage.data.utkface import BadName, parse_name
 from faceage.errors import FaceageError, ImageError
 from faceage.evaluate.fairness import fairness_audit
-from faceage.infer.estimator import DEFAULT_MODEL, AgeEstimator, Face
+from faceage.infer.estimator import AgeEstimator, Face
 from faceage.metrics import (
     age_errors,
     band_errors,
@@ -32,6 +32,7 @@ from faceage.metrics import (
     bootstrap_interval,
     challenge_curve,
 )
+from faceage.weights import SHIPPED_MODELS, model_path
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 BATCH = 128
@@ -60,15 +61,13 @@ class Evaluation:
 
 
 def resolve_model(model: str | Path | None, workdir: Path) -> Path:
-    """An ONNX file to evaluate: the shipped default (None or "default"), an exported ONNX file, or a training run
-    folder / checkpoint, exported on the fly into ``workdir`` (needs the training extra)."""
-    if model is None or str(model) == "default":
-        if not DEFAULT_MODEL.is_file():
-            raise FaceageError("this install ships no default model; give MODEL (an ONNX file or a run folder)")
-        return DEFAULT_MODEL
-    path = Path(model)
+    """An ONNX file to evaluate: a shipped model (None or "default", "accurate"), an exported ONNX file, or a training
+    run folder / checkpoint, exported on the fly into ``workdir`` (needs the training extra)."""
+    path = model_path(model)
+    if path in SHIPPED_MODELS.values() and not path.is_file():
+        raise FaceageError(f"this install lacks the shipped {path.name}; give MODEL (an ONNX file or a run folder)")
     if not path.exists():
-        raise FaceageError(f"{path}: no such model; give an ONNX file, a run folder, a .ckpt file or 'default'")
+        raise FaceageError(f"{path}: no such model; give an ONNX file, a run folder, a .ckpt, 'default' or 'accurate'")
     if path.is_file() and path.suffix == ".onnx":
         return path
     if path.is_dir() or path.suffix == ".ckpt":

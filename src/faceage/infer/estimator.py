@@ -25,7 +25,7 @@ from faceage.distribution import age_interval, expected_age
 from faceage.errors import FaceageError, WeightsError
 from faceage.images import DEFAULT_MAX_PIXELS, load_rgb
 from faceage.preprocessing import MODEL_METADATA_KEY, Preprocessing
-from faceage.weights import DEFAULT_MODEL
+from faceage.weights import SHIPPED_MODELS, model_path
 
 
 @dataclass(frozen=True)
@@ -81,19 +81,18 @@ class ModelFile:
 
 
 class AgeEstimator:
-    """Age estimates for every face in a photo. ``model``: an ONNX file from ``faceage export`` (default: the model
-    shipped in the package, where this install has one)."""
+    """Age estimates for every face in a photo. ``model``: "default" (None) or "accurate" for a model shipped in the
+    package, or an ONNX file from ``faceage export``."""
 
     def __init__(self, model: str | Path | None = None, bins: str | AgeBins | None = None, threads: int = 1,
                  detector: DetectorConfig | None = None, max_pixels: int = DEFAULT_MAX_PIXELS):  # fmt: skip
-        if model is None:
-            if not DEFAULT_MODEL.is_file():
-                raise WeightsError(
-                    "this install ships no default age model yet; pass one exported with 'faceage export' "
-                    "(AgeEstimator(model=...) or --model)"
-                )
-            model = DEFAULT_MODEL
-        self.model = ModelFile.load(Path(model))
+        path = model_path(model)
+        if path in SHIPPED_MODELS.values() and not path.is_file():
+            raise WeightsError(
+                f"this install lacks the shipped model {path.name}; pass one exported with 'faceage export' "
+                "(AgeEstimator(model=...) or --model)"
+            )
+        self.model = ModelFile.load(path)
         meta = self.model.metadata
         self.preprocessing = Preprocessing.from_dict(meta["preprocessing"])
         self.model_bins = AgeBins.parse(meta["bins"])

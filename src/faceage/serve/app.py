@@ -27,6 +27,7 @@ from faceage import __version__
 from faceage.errors import FaceageError, ImageError, UnsupportedImageError
 from faceage.images import DEFAULT_MAX_PIXELS, load_rgb, probe
 from faceage.infer.estimator import AgeEstimator
+from faceage.weights import card_path
 
 STATIC = Path(__file__).resolve().parent / "static"
 DEFAULT_MAX_UPLOAD = 10 * 1024 * 1024
@@ -296,8 +297,8 @@ def create_app(config: ServiceConfig | None = None) -> FastAPI:
 
 def model_summary(estimator: AgeEstimator, config: ServiceConfig) -> dict:
     meta = estimator.model.metadata
-    card_path = estimator.model.path.parent / "MODEL_CARD.md"
-    card = card_path.read_text() if card_path.is_file() else ""
+    card_file = card_path(estimator.model.path)
+    card = card_file.read_text() if card_file.is_file() else ""
     return {
         "name": meta["name"],
         "version": meta.get("version"),

@@ -53,6 +53,7 @@ def train_model(
     epochs: int | None = None,
     batch_size: int | None = None,
     lr: float | None = None,
+    weight_decay: float | None = None,
     seed: int = 0,
     max_minutes: float | None = None,
     resume: bool = False,
@@ -69,7 +70,11 @@ def train_model(
     info = get_model_info(model_name)
     recipe = info.recipe
     recipe = replace(
-        recipe, epochs=epochs or recipe.epochs, batch_size=batch_size or recipe.batch_size, lr=lr or recipe.lr
+        recipe,
+        epochs=epochs or recipe.epochs,
+        batch_size=batch_size or recipe.batch_size,
+        lr=lr or recipe.lr,
+        weight_decay=recipe.weight_decay if weight_decay is None else weight_decay,
     )
     if distill_weight is not None:
         if teacher is None:

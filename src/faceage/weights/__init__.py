@@ -1,13 +1,39 @@
-"""The shipped default model and the files that sit beside a model (package data; importing this is free)."""
+"""The shipped models and the files that sit beside a model (package data; importing this is free).
+
+Two models ship: ``default`` (one network, int8) and ``accurate`` (the average of three such networks: three times the
+age model's time for a few hundredths of a year less error). Anywhere a model is asked for (``--model``,
+``AgeEstimator(model=...)``), these names select them; anything else is the path of an ONNX file.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-DEFAULT_MODEL = Path(__file__).resolve().with_name("faceage-default.onnx")
+WEIGHTS = Path(__file__).resolve().parent
+DEFAULT_MODEL = WEIGHTS / "faceage-default.onnx"
+ACCURATE_MODEL = WEIGHTS / "faceage-accurate.onnx"
+SHIPPED_MODELS = {"default": DEFAULT_MODEL, "accurate": ACCURATE_MODEL}
+
+
+def model_path(model: str | Path | None) -> Path:
+    """The file behind ``model``: None or "default" → the shipped default, "accurate" → the shipped ensemble (unless
+    a file of that name exists in the working folder), anything else as a path."""
+    if model is None:
+        return DEFAULT_MODEL
+    if str(model) in SHIPPED_MODELS and not Path(model).exists():
+        return SHIPPED_MODELS[str(model)]
+    return Path(model)
 
 
 def calibration_path(model_path: Path) -> Path:
     """Where a model's calibration lives: ``<model>.calibration.json`` beside the ONNX file."""
     model_path = Path(model_path)
     return model_path.with_name(model_path.stem + ".calibration.json")
+
+
+def card_path(model_path: Path) -> Path:
+    """Where a model's card lives: ``MODEL_CARD.md`` for the shipped default, ``<model>.MODEL_CARD.md`` otherwise."""
+    model_path = Path(model_path)
+    if model_path.resolve() == DEFAULT_MODEL:
+        return WEIGHTS / "MODEL_CARD.md"
+    return model_path.with_name(model_path.stem + ".MODEL_CARD.md")
