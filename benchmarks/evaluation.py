@@ -2,14 +2,14 @@
 
     .venv/bin/python benchmarks/evaluation.py --data data/utk
 
-Runs `faceage evaluate` on each shipped ONNX file (`default` and `accurate`: val and test splits on the aligned crops,
+Runs `faceage evaluate` on each shipped ONNX file (`default` and `fast`: val and test splits on the aligned crops,
 and the test split end to end from the original photos through detection and alignment), then writes
 - reports/<model>-model/<evaluation>/metrics.json (committed; predictions.csv stays local),
 - reports/default-model/report.html + report.md (`faceage report` on both models' evaluations, faces left out:
   UTKFace may not be redistributed),
-- each model's card (src/faceage/weights/MODEL_CARD.md for the default, faceage-accurate.MODEL_CARD.md beside the
-  ensemble; `faceage card`, with the calibrated check defaults of `faceage calibrate`), and the README's evaluation
-  section.
+- each model's card (src/faceage/weights/MODEL_CARD.md for the default, faceage-fast.MODEL_CARD.md beside the
+  single network; `faceage card`, with the calibrated check defaults of `faceage calibrate`),
+- and the README's evaluation section.
 """
 
 from __future__ import annotations

@@ -3,9 +3,9 @@
     .venv/bin/python scripts/ship_models.py \\
         --runs runs/ladder/transfer-ema runs/ladder/transfer-ema-seed1 runs/ladder/transfer-ema-seed2 --data data/utk
 
-- ``faceage-default.onnx``: the run whose int8, no-flip export has the lowest MAE on the validation split: one pass
-  of the network per face.
-- ``faceage-accurate.onnx``: the average of all the runs, int8, no flip averaging.
+- ``faceage-default.onnx``: the average of all the runs, int8, no flip averaging.
+- ``faceage-fast.onnx``: the run whose int8, no-flip export has the lowest MAE on the validation split: one pass of
+  the network per face.
 
 Both go through `faceage export --int8` (parity with PyTorch for the float graph, then int8 calibrated on training
 faces and compared with the float model on validation faces), get their screening defaults from the validation split
@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 from faceage.evaluate.evaluation import evaluate, samples_from_data_dir
-from faceage.weights import ACCURATE_MODEL, DEFAULT_MODEL
+from faceage.weights import DEFAULT_MODEL, FAST_MODEL
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,15 +45,15 @@ def main() -> None:
         val_mae = {}
         for i, run in enumerate(args.runs):
             candidate = Path(tmp) / f"candidate-{i}.onnx"
-            export([run], f"{args.name}-int8", candidate)
+            export([run], f"{args.name}-single-int8", candidate)
             samples = samples_from_data_dir(args.data, "val")
             result = evaluate(candidate, samples, Path(tmp) / f"val-{i}", n_resamples=10)
             val_mae[run] = result.metrics["headline"]["mae"]
         print("val MAE of each run, int8 without flip: " + ", ".join(f"{r}: {m:.3f}" for r, m in val_mae.items()))
         best = min(args.runs, key=val_mae.get)
-        shutil.copyfile(Path(tmp) / f"candidate-{args.runs.index(best)}.onnx", DEFAULT_MODEL)
-    export(args.runs, f"{args.name}-ensemble{len(args.runs)}-int8", ACCURATE_MODEL)
-    for path in (DEFAULT_MODEL, ACCURATE_MODEL):
+        shutil.copyfile(Path(tmp) / f"candidate-{args.runs.index(best)}.onnx", FAST_MODEL)
+    export(args.runs, f"{args.name}-ensemble{len(args.runs)}-int8", DEFAULT_MODEL)
+    for path in (DEFAULT_MODEL, FAST_MODEL):
         subprocess.run([faceage, "calibrate", str(path), "--data", str(args.data), "--min-age", "18", "--min-age",
                         "21", "--max-minor-pass", "0.01"], check=True)  # fmt: skip
     subprocess.run([sys.executable, str(ROOT / "benchmarks" / "evaluation.py"), "--data", str(args.data)],

@@ -29,7 +29,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console()
-MODEL_HELP = "'accurate' for the shipped ensemble, or an ONNX file from 'faceage export' (default: shipped default)."
+MODEL_HELP = "'fast' for the shipped single network, or an ONNX file from 'faceage export' (default: shipped default)."
 err_console = Console(stderr=True, soft_wrap=True)  # messages stay on one line: paths can be copied
 
 
@@ -332,10 +332,14 @@ def _quantize(float_path: Path, int8_path: Path, out: Path, data_dir: Path, face
     change = quantization_error(float_path, int8_path, normalized_faces(data_dir, preprocessing, "val", 512))
     console.print(
         f"int8 vs float on {change.faces} validation faces: estimates move by {change.mean_age_change:.2f} years on "
-        f"average (at most {change.max_age_change:.2f}); top class unchanged for {change.same_top_class:.1%}"
+        f"average (at most {change.max_age_change:.2f}; {change.mean_signed_change:+.2f} on balance); top class "
+        f"unchanged for {change.same_top_class:.1%}"
     )
-    if change.mean_age_change > 1.0:
-        err_console.print("[bold red]error:[/] int8 moves estimates over 1 year on average; ship the float model")
+    if change.mean_age_change > 1.0 or abs(change.mean_signed_change) > 0.5:
+        err_console.print(
+            "[bold red]error:[/] int8 moves estimates too far from the float model's (over 1 year on "
+            "average, or over half a year in one direction); ship the float model"
+        )
         raise typer.Exit(1)
     atomic_write_bytes(out, int8_path.read_bytes())
 
@@ -516,12 +520,14 @@ def serve(
         raise FaceageError(f"--workers must be at least 1, got {workers}")
     if model is not None:
         from faceage.infer.estimator import ModelFile
+        from faceage.weights import model_path
 
+        model = model_path(model).resolve()  # a shipped model's name → its file
         ModelFile.load(model)  # a bad model is refused here, not in each worker
     os.environ[ENVIRONMENT["max_upload_bytes"]] = str(int(max_upload_mb * 1024 * 1024))
     os.environ[ENVIRONMENT["max_batch"]] = str(max_batch)
     if model is not None:
-        os.environ[ENVIRONMENT["model"]] = str(model.resolve())
+        os.environ[ENVIRONMENT["model"]] = str(model)
     if host not in ("127.0.0.1", "localhost", "::1"):
         err_console.print(f"[bold yellow]note:[/] binding to {host}: the service is reachable from other machines")
     err_console.print(f"faceage serving on http://{host}:{port}/ (API docs at /docs); Ctrl-C stops it")

@@ -13,6 +13,7 @@ regression and five landmarks (left eye, right eye, nose, left and right mouth c
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -264,30 +265,35 @@ def _square(boxes: np.ndarray) -> np.ndarray:
     return out
 
 
-def _crops(image: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
-    """Bilinear crops of ``boxes`` resized to size×size (NCHW), zero outside the image.
+def _normalize(rgb: np.ndarray) -> np.ndarray:
+    """uint8 (or float) pixels → MTCNN's input range, (x - 127.5) / 128, float32."""
+    return (rgb.astype(np.float32) - 127.5) / 128.0
+
+
+def _crops(rgb: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
+    """Bilinear crops of ``boxes`` of the uint8 photo resized to size×size, normalised (NCHW); outside the photo the
+    crop is mid-grey (0 after normalisation, as in the reference).
 
     Sampling follows the reference implementation (TensorFlow's crop_and_resize on boxes normalised by the image
     size): the first and last samples sit on the box edges, scaled by (dim - 1) / dim.
     """
-    height, width = image.shape[:2]
-    out = np.zeros((len(boxes), 3, size, size), dtype=np.float32)
+    height, width = rgb.shape[:2]
+    patches = np.empty((len(boxes), size, size, 3), dtype=np.uint8)
     fx, fy = (width - 1) / width, (height - 1) / height
     for k, (x1, y1, x2, y2) in enumerate(boxes[:, :4]):
         matrix = np.array(
             [[(x2 - x1) * fx / (size - 1), 0, x1 * fx], [0, (y2 - y1) * fy / (size - 1), y1 * fy]],
             dtype=np.float64,
         )
-        patch = cv2.warpAffine(
-            image,
+        patches[k] = cv2.warpAffine(
+            rgb,
             matrix,
             (size, size),
             flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
             borderMode=cv2.BORDER_CONSTANT,
-            borderValue=0,
+            borderValue=(128, 128, 128),
         )
-        out[k] = patch.transpose(2, 0, 1)
-    return out
+    return np.ascontiguousarray(_normalize(patches).transpose(0, 3, 1, 2))
 
 
 class MTCNN:
@@ -311,19 +317,29 @@ class MTCNN:
             side *= c.scale_factor
         return out
 
-    def detect(self, rgb: np.ndarray) -> list[Detection]:
-        c = self.config
-        image = (rgb.astype(np.float32) - 127.5) / 128.0
-        height, width = image.shape[:2]
+    def pyramid(self, rgb: np.ndarray) -> Iterator[tuple[float, np.ndarray]]:
+        """(scale, normalised 1×3×H×W image) for each level of the P-Net pyramid.
 
-        # Stage 1: P-Net over the pyramid
-        proposals = []
+        Every level is resized from the photo itself with area interpolation, as in the reference (resizing the
+        later levels from the first one is 20% faster but moved boxes enough to miss a reference face), and is
+        normalised after resizing, so only the pyramid's pixels are converted to float.
+        """
+        height, width = rgb.shape[:2]
         for scale in self.scales(height, width):
             hs, ws = int(height * scale), int(width * scale)
             if min(hs, ws) < 12:
                 continue
-            scaled = cv2.resize(image, (ws, hs), interpolation=cv2.INTER_AREA)
-            reg, prob = self.pnet.run(None, {"image": scaled.transpose(2, 0, 1)[None]})
+            scaled = _normalize(cv2.resize(rgb, (ws, hs), interpolation=cv2.INTER_AREA))
+            yield scale, np.ascontiguousarray(scaled.transpose(2, 0, 1)[None])
+
+    def detect(self, rgb: np.ndarray) -> list[Detection]:
+        c = self.config
+        height, width = rgb.shape[:2]
+
+        # Stage 1: P-Net over the pyramid
+        proposals = []
+        for scale, scaled in self.pyramid(rgb):
+            reg, prob = self.pnet.run(None, {"image": scaled})
             score = prob[0, 1]
             ys, xs = np.nonzero(score > c.thresholds[0])
             if ys.size == 0:
@@ -343,7 +359,7 @@ class MTCNN:
         boxes[:, :4] = _square(boxes[:, :4])
 
         # Stage 2: R-Net refines
-        reg, prob = self.rnet.run(None, {"image": _crops(image, boxes, 24)})
+        reg, prob = self.rnet.run(None, {"image": _crops(rgb, boxes, 24)})
         keep = prob[:, 1] > c.thresholds[1]
         boxes, reg, boxes_score = boxes[keep], reg[keep], prob[keep, 1]
         if not len(boxes):
@@ -354,7 +370,7 @@ class MTCNN:
         boxes[:, :4] = _square(boxes[:, :4])
 
         # Stage 3: O-Net gives final score, box and landmarks
-        reg, marks, prob = self.onet.run(None, {"image": _crops(image, boxes, 48)})
+        reg, marks, prob = self.onet.run(None, {"image": _crops(rgb, boxes, 48)})
         keep = prob[:, 1] > max(c.thresholds[2], 0.0)
         boxes, reg, marks, scores = boxes[keep], reg[keep], marks[keep], prob[keep, 1]
         if not len(boxes):

@@ -81,7 +81,7 @@ class ModelFile:
 
 
 class AgeEstimator:
-    """Age estimates for every face in a photo. ``model``: "default" (None) or "accurate" for a model shipped in the
+    """Age estimates for every face in a photo. ``model``: "default" (None) or "fast" for a model shipped in the
     package, or an ONNX file from ``faceage export``."""
 
     def __init__(self, model: str | Path | None = None, bins: str | AgeBins | None = None, threads: int = 1,
