@@ -120,7 +120,10 @@ def main() -> None:
     for label, rgb in photos.items():
         pil = Image.fromarray(rgb)
         peer_ms = timings(lambda p=pil: peer.predict(p), max(5, args.repeat // 3))
-        for estimator, note in ((ours, f"faces from {smallest} px"), (reference, "faces from 20 px")):
+        variants = [(ours, f"faces from {smallest} px"), (reference, "faces from 20 px")]
+        if args.model is None:
+            variants.insert(1, (fast, f"`fast` model, faces from {smallest} px"))
+        for estimator, note in variants:
             ours_ms = timings(lambda r=rgb, e=estimator: e.predict(r), max(5, args.repeat // 3))
             found = f"{len(estimator.predict(rgb))} / {len(peer.predict(pil))} faces"
             rows.append((f"photo end to end: {label}, {note} ({found})", *_fmt(ours_ms, peer_ms, 1)))

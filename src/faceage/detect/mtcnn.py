@@ -68,8 +68,9 @@ class DetectorConfig:
 
     ``min_face_size`` 32: the smallest face (box side, pixels) the pyramid looks for. The reference uses 20, but
     age estimates from smaller faces are much worse: UTKFace validation photos shrunk until the face box is 20 px
-    wide are estimated with a 26% larger error than at 40 px and above, 32 px ones within 5%
-    (``python benchmarks/face_size.py``). Not looking for them also halves the detector's time on typical photos.
+    wide are estimated with a 26% larger error than at 64 px and above, 32 px ones with 4% more
+    (``python benchmarks/face_size.py``). Not looking for them also cuts the detector's time on a photo by a third to
+    a half (``python benchmarks/speed.py``).
     Pass 20 (or ``faceage predict --min-face 20``) to find the smallest faces anyway.
     """
 
