@@ -116,7 +116,7 @@ def test_a_teacher_model_teaches_on_the_augmented_batches(prepared_subset, tiny_
     assert probs.shape == (8, 101) and torch.allclose(probs.sum(dim=1), torch.ones(8), atol=1e-4)
     assert len(next(iter(datamodule.val_dataloader()))) == 3  # validation is never taught
     result = train_model(prepared_subset, "transfer-ema", tmp_path / "taught", epochs=1, limit=16, progress=False,
-                         teacher=tiny_onnx, distill_weight=0.7)  # fmt: skip
+                         teacher=tiny_onnx, recipe_settings=["distill_weight=0.7"])  # fmt: skip
     assert result.summary["teacher"]["name"] == "transfer" and result.summary["recipe"]["distill_weight"] == 0.7
 
 
@@ -136,7 +136,26 @@ def test_teacher_must_predict_ages_with_the_same_input(tiny_onnx, prepared_subse
 
     with pytest.raises(FaceageError, match="same input"):
         Teacher(tiny_onnx, get_model_info("resnet").preprocessing)
-    with pytest.raises(FaceageError, match="needs a --teacher"):
-        train_model(prepared_subset, "transfer", tmp_path / "x", distill_weight=0.5, progress=False)
+    with pytest.raises(FaceageError, match="between 0 and 1"):
+        train_model(prepared_subset, "transfer", tmp_path / "x", teacher=tiny_onnx, progress=False,
+                    recipe_settings=["distill_weight=1.5"])  # fmt: skip
+    with pytest.raises(FaceageError, match="KEY one of"):
+        train_model(prepared_subset, "transfer", tmp_path / "z", progress=False, recipe_settings=["speed=11"])
     with pytest.raises(FaceageError, match="bins"):
         train_model(prepared_subset, "cnn1", tmp_path / "y", teacher=tiny_onnx, progress=False)
+
+
+def test_mixup_blends_faces_targets_and_ages(prepared_subset, tmp_path):
+    module = AgeModule("transfer", "0-20,21-26,27-35,36-50,51+", {}, "ages", {"mixup": 0.4},
+                       [10, 23, 30, 42, 60])  # fmt: skip
+    torch.manual_seed(0)
+    x = torch.stack([torch.zeros(3, 8, 8), torch.ones(3, 8, 8)])
+    ages = torch.tensor([10.0, 70.0])
+    mixed_x, target, mixed_ages = module._mixup(x, ages, None)
+    weight = float(mixed_x[0].mean()) if float(mixed_ages[0]) != 10.0 else 0.0  # share of the other face in face 0
+    assert torch.allclose(target.sum(dim=1), torch.ones(2), atol=1e-5)
+    assert torch.all((mixed_ages >= 10) & (mixed_ages <= 70))
+    assert torch.allclose(mixed_ages[0], torch.tensor(10.0 + 60.0 * weight), atol=1e-3)
+    result = train_model(prepared_subset, "transfer-ema", tmp_path / "mixup", epochs=1, limit=16, progress=False,
+                         recipe_settings=["mixup=0.4"])  # fmt: skip
+    assert result.summary["recipe"]["mixup"] == 0.4 and result.summary["val_mae"] > 0

@@ -206,7 +206,13 @@ def train(
     epochs: Annotated[int | None, typer.Option(help="Override the recipe's epochs.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Override the recipe's batch size.")] = None,
     lr: Annotated[float | None, typer.Option(help="Override the recipe's learning rate.")] = None,
-    weight_decay: Annotated[float | None, typer.Option(help="Override the recipe's weight decay.")] = None,
+    recipe: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Override a recipe setting, KEY=VALUE (repeatable), e.g. "
+            "weight_decay=0.05; the fields are listed in the README."
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed: same seed, same numbers on the same machine.")] = 0,
     max_minutes: Annotated[float | None, typer.Option(help="Stop training after this many minutes.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
@@ -221,17 +227,15 @@ def train(
             help="Exported model (e.g. an ensemble) to distil from; it must not have seen DATA_DIR's val/test faces."
         ),
     ] = None,
-    distill_weight: Annotated[float | None, typer.Option(help="Teacher's share of the target (default 0.5).")] = None,
 ) -> None:
     """Train a registered model on a prepared data folder (Lightning): checkpoints, metrics.csv, summary.json."""
     from faceage.train.run import train_model
 
     parsed_devices: str | int = int(devices) if devices.isdigit() else devices
-    result = train_model(data_dir, model, out, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-                         seed=seed,
-                         max_minutes=max_minutes, resume=resume, accelerator=accelerator, devices=parsed_devices,
-                         strategy=strategy, num_workers=workers, limit=limit, teacher=teacher,
-                         distill_weight=distill_weight)  # fmt: skip
+    result = train_model(data_dir, model, out, epochs=epochs, batch_size=batch_size, lr=lr, recipe_settings=recipe,
+                         seed=seed, max_minutes=max_minutes, resume=resume, accelerator=accelerator,
+                         devices=parsed_devices, strategy=strategy, num_workers=workers, limit=limit,
+                         teacher=teacher)  # fmt: skip
     print_summary(result.summary)
 
 

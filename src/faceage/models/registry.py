@@ -9,7 +9,7 @@ it, so evaluation and inference cannot use the wrong preprocessing or bins.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from torch import nn
 
@@ -37,6 +37,28 @@ class Recipe:
     l1_weight: float = 0.1  # "ages" heads: weight of the L1 loss on the expected age
     ema_decay: float | None = None  # keep an exponential moving average of the weights (validated, saved, exported)
     distill_weight: float = 0.5  # with a teacher (faceage train --teacher): its share of the soft target
+    mixup: float = 0.0  # "ages" heads: mixup (Beta(a, a) weights) of faces and their soft labels; 0 = off
+
+    def with_settings(self, settings: list[str]) -> Recipe:
+        """This recipe with ``KEY=VALUE`` settings applied (``faceage train --recipe``), read as the field's type."""
+        values = {}
+        for setting in settings:
+            key, sep, text = (part.strip() for part in setting.partition("="))
+            key = key.replace("-", "_")
+            if not sep or key not in self.__dataclass_fields__:
+                raise FaceageError(f"cannot apply recipe setting '{setting}': write KEY=VALUE with KEY one of "
+                                   + ", ".join(self.__dataclass_fields__))  # fmt: skip
+            kind = str(self.__dataclass_fields__[key].type)  # "int", "float | None", ... (postponed annotations)
+            try:
+                if kind.endswith("| None") and text.lower() == "none":
+                    values[key] = None
+                elif kind.startswith("bool"):
+                    values[key] = {"true": True, "false": False}[text.lower()]
+                else:
+                    values[key] = {"int": int, "float": float, "str": str}[kind.split(" ")[0]](text)
+            except (ValueError, KeyError):
+                raise FaceageError(f"recipe setting {key}: cannot read '{text}' as {kind}") from None
+        return replace(self, **values)
 
 
 @dataclass(frozen=True)

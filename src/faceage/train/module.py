@@ -7,7 +7,8 @@ Two kinds of head (see :mod:`faceage.models.registry`):
 - ``ages``: logits over ages 0-100. Loss: cross-entropy against a Gaussian soft label around the true age
   (label-distribution learning) plus a small L1 term on the expected age. When a teacher model adds its age
   distribution to the training batches (distillation, :mod:`faceage.train.teacher`), the target mixes it in with
-  weight ``distill_weight``. The age is the expected value, the bins' probabilities are the mass inside each bin,
+  weight ``distill_weight``; with ``mixup`` > 0, pairs of training faces are blended together with their targets.
+  The age is the expected value, the bins' probabilities are the mass inside each bin,
   and evaluation averages the prediction with that of the mirrored face (test-time flip).
 
 The checkpoint's hyper-parameters hold the model name, bins, preprocessing and head, so a checkpoint is enough to
@@ -73,23 +74,47 @@ class AgeModule(L.LightningModule):
             return probs @ self.ages, probs @ self.age_to_bin
         return self.bin_ages[probs.argmax(dim=1)], probs
 
-    def loss(self, logits: torch.Tensor, ages: torch.Tensor, bins: torch.Tensor,
-             teacher: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
-        if self.head_kind == "bins":
-            return F.cross_entropy(logits, bins)
+    def soft_target(self, ages: torch.Tensor, teacher: torch.Tensor | None = None) -> torch.Tensor:
+        """The "ages" head's target: a Gaussian around each true age, mixed with the teacher's distribution if any."""
         target_age = ages.clamp(max=MAX_AGE_CLASS)[:, None]
         soft = torch.softmax(-((self.ages[None] - target_age) ** 2) / (2 * self.hparams.sigma**2), dim=1)
         if teacher is not None:
             weight = self.hparams.recipe.get("distill_weight", 0.5)
             soft = (1 - weight) * soft + weight * teacher
+        return soft
+
+    def loss(self, logits: torch.Tensor, ages: torch.Tensor, bins: torch.Tensor,
+             teacher: torch.Tensor | None = None, target: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+        """Cross-entropy for "bins" heads; for "ages" heads cross-entropy against ``target`` (default: the soft
+        target of ``ages``) plus the L1 term on the expected age."""
+        if self.head_kind == "bins":
+            return F.cross_entropy(logits, bins)
+        soft = self.soft_target(ages, teacher) if target is None else target
         log_probs = F.log_softmax(logits, dim=1)
         expected = log_probs.exp() @ self.ages
         return -(soft * log_probs).sum(dim=1).mean() + self.hparams.l1_weight * (expected - ages).abs().mean()
 
+    def _mixup(self, x: torch.Tensor, ages: torch.Tensor, teacher: torch.Tensor | None):
+        """Mixup (Zhang et al. 2018) for the "ages" head: faces, soft targets and ages mixed with one Beta(a, a) weight
+        per batch; returns (faces, target, ages)."""
+        alpha = float(self.hparams.recipe.get("mixup", 0.0))
+        target = self.soft_target(ages, teacher)
+        weight = float(torch.distributions.Beta(alpha, alpha).sample())
+        order = torch.randperm(len(x), device=x.device)
+        mixed_ages = weight * ages + (1 - weight) * ages[order]
+        return weight * x + (1 - weight) * x[order], weight * target + (1 - weight) * target[order], mixed_ages
+
     def _step(self, batch, stage: str) -> torch.Tensor:
         x, ages, bins, *teacher = batch  # a fourth element: the teacher's probabilities (training only)
-        logits = self(x)
-        loss = self.loss(logits, ages, bins, teacher[0] if teacher else None)
+        teacher_probs = teacher[0] if teacher else None
+        if stage == "train" and self.head_kind == "ages" and self.hparams.recipe.get("mixup", 0.0) > 0:
+            # training metrics are then measured on the mixed faces against their mixed ages
+            x, target, ages = self._mixup(x, ages, teacher_probs)
+            logits = self(x)
+            loss = self.loss(logits, ages, bins, target=target)
+        else:
+            logits = self(x)
+            loss = self.loss(logits, ages, bins, teacher_probs)
         with torch.no_grad():
             probs = F.softmax(logits, dim=1) if stage == "train" else self.probabilities(x, self.hparams.flip_tta)
             age, bin_probs = self.outputs(probs)

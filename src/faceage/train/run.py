@@ -53,7 +53,7 @@ def train_model(
     epochs: int | None = None,
     batch_size: int | None = None,
     lr: float | None = None,
-    weight_decay: float | None = None,
+    recipe_settings: list[str] | None = None,
     seed: int = 0,
     max_minutes: float | None = None,
     resume: bool = False,
@@ -64,7 +64,6 @@ def train_model(
     limit: int | None = None,
     progress: bool = True,
     teacher: Path | None = None,
-    distill_weight: float | None = None,
 ) -> TrainResult:
     data_dir, out = Path(data_dir), Path(out)
     info = get_model_info(model_name)
@@ -74,16 +73,11 @@ def train_model(
         epochs=epochs or recipe.epochs,
         batch_size=batch_size or recipe.batch_size,
         lr=lr or recipe.lr,
-        weight_decay=recipe.weight_decay if weight_decay is None else weight_decay,
-    )
-    if distill_weight is not None:
-        if teacher is None:
-            raise FaceageError("--distill-weight needs a --teacher model")
-        if not 0.0 <= distill_weight <= 1.0:
-            raise FaceageError(f"--distill-weight must be between 0 and 1, got {distill_weight}")
-        recipe = replace(recipe, distill_weight=distill_weight)
+    ).with_settings(recipe_settings or [])
     if teacher is not None and info.head != "ages":
         raise FaceageError(f"{model_name} predicts bins; only models with an age-distribution head can be taught")
+    if not 0.0 <= recipe.distill_weight <= 1.0:
+        raise FaceageError(f"distill_weight must be between 0 and 1, got {recipe.distill_weight}")
     teacher_model = Teacher(teacher, info.preprocessing) if teacher is not None else None
     bins = AgeBins.parse(load_meta(data_dir)["bins"])
     last = out / "checkpoints" / "last.ckpt"
