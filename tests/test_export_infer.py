@@ -223,3 +223,12 @@ def test_both_shipped_models_are_int8_carry_calibration_and_card_and_fit_the_bud
     assert model_path(None) == DEFAULT_MODEL and model_path("elsewhere.onnx").name == "elsewhere.onnx"
     (face,) = AgeEstimator("fast").predict(data.astronaut())
     assert 20 <= face.age <= 60
+
+
+def test_predict_detected_ages_faces_found_elsewhere(estimator, photos):
+    from faceage.images import load_rgb
+
+    rgb = load_rgb(photos / "multiface.jpg")
+    detections = estimator.detector.detect(rgb)
+    assert estimator.predict_detected(rgb, list(reversed(detections))) == estimator.predict(rgb)
+    assert estimator.predict_detected(rgb, []) == []

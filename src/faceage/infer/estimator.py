@@ -127,7 +127,12 @@ class AgeEstimator:
         rgb = load_rgb(image, max_pixels=self.max_pixels)
         if cropped:
             return self._estimate(*self._whole_image_face(rgb))
-        detections = sorted(self.detector.detect(rgb), key=lambda d: -d.area)
+        return self.predict_detected(rgb, self.detector.detect(rgb))
+
+    def predict_detected(self, rgb: np.ndarray, detections: list[Detection]) -> list[Face]:
+        """Ages for faces already found in an RGB uint8 array (each :class:`Detection` with its 5 landmarks: eyes,
+        nose tip, mouth corners), largest box first: alignment and the age model only."""
+        detections = sorted(detections, key=lambda d: -d.area)
         size = self.preprocessing.aligned_size
         crops = [align_face(rgb, d.landmarks, size=size).image for d in detections]
         return self._estimate(detections, crops)
