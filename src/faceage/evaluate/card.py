@@ -20,7 +20,8 @@ NOT_FIT = [
     "deciding anyone's legal age on its own: errors of several years are normal (see below)",
     "inferring gender, ethnicity or any other attribute: the model predicts age only",
     "medical, forensic or immigration decisions",
-    "faces much smaller than 40 px, strongly turned, masked or occluded; drawings; photos of photos",
+    "faces smaller than about 32 px (the detector skips them by default; the error grows fast below), strongly "
+    "turned, masked or occluded; drawings; photos of photos",
     "commercial use while it is trained on UTKFace (non-commercial research licence)",
 ]
 
