@@ -63,7 +63,9 @@ class ModelFile:
     def load(cls, path: Path) -> ModelFile:
         path = Path(path)
         if not path.is_file():
-            raise WeightsError(f"{path}: no such model file; export one with 'faceage export RUN --out model.onnx'")
+            raise WeightsError(
+                f"{path}: no such model file; give 'default', 'fast' or a file from 'faceage export RUN --out m.onnx'"
+            )
         try:
             model = onnx.load(str(path), load_external_data=False)
         except Exception as exc:  # onnx raises several types for a bad file
