@@ -25,12 +25,13 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=ROOT / "data" / "utk")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "ladder")
     parser.add_argument("--models", default="transfer-ema,transfer,transfer-frozen,resnet,cnn1,cnn2,cnn3,dense")
-    parser.add_argument("--ensemble-seeds", default="1,2", help="extra seeds averaged into one model")
+    parser.add_argument("--ensemble-seeds", default="1,2,3,4", help="extra seeds averaged into one model")
+    parser.add_argument("--ensemble-sizes", default="3,5", help="a row for the average of the first k runs, each k")
     parser.add_argument("--ensemble-models", default="transfer,transfer-ema")
     args = parser.parse_args()
     command = [sys.executable, "-m", "faceage.cli", "experiments", str(args.data), "--out", str(args.out),
                "--models", args.models, "--ensemble-seeds", args.ensemble_seeds,
-               "--ensemble-models", args.ensemble_models]  # fmt: skip
+               "--ensemble-models", args.ensemble_models, "--ensemble-sizes", args.ensemble_sizes]  # fmt: skip
     subprocess.run(command, check=True)
     machine = f"{platform.machine()}, {os.cpu_count()} CPU cores, no GPU"
     table = (args.out / "table.md").read_text()

