@@ -26,7 +26,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "ladder")
     parser.add_argument("--models", default="transfer-ema,transfer,transfer-frozen,resnet,cnn1,cnn2,cnn3,dense")
     parser.add_argument("--ensemble-seeds", default="1,2,3,4", help="extra seeds averaged into one model")
-    parser.add_argument("--ensemble-sizes", default="3,5", help="a row for the average of the first k runs, each k")
+    parser.add_argument("--ensemble-sizes", default="3,4,5", help="a row for the average of the first k runs, each k")
     parser.add_argument("--ensemble-models", default="transfer,transfer-ema")
     args = parser.parse_args()
     command = [sys.executable, "-m", "faceage.cli", "experiments", str(args.data), "--out", str(args.out),
