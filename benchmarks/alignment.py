@@ -28,6 +28,7 @@ from faceage.data.manifest import load_manifest
 from faceage.detect.align import template_points
 from faceage.models.transfer import CYDRAL_AGES, CYDRAL_MEANS, cydral_onnx_path
 from faceage.preprocessing import Preprocessing
+from readme import publish
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -123,8 +124,7 @@ def main() -> None:
         + "\n"
     )
     print(text)
-    (ROOT / "benchmarks" / "results").mkdir(parents=True, exist_ok=True)
-    (ROOT / "benchmarks" / "results" / "alignment.md").write_text(text)
+    publish(text, "alignment.md")
 
 
 if __name__ == "__main__":

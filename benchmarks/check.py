@@ -17,9 +17,8 @@ from pathlib import Path
 
 from faceage.check import Calibration, calibration_path, screening_rates
 from faceage.evaluate.evaluation import evaluate, resolve_model, samples_from_data_dir
-from readme import update_section
+from readme import publish
 
-ROOT = Path(__file__).resolve().parents[1]
 CURVE = {18: [18, 21, 23, 25, 28, 30, 33, 35, 38.5, 40], 21: [21, 23, 25, 28, 30, 33.5, 35, 38, 40]}
 
 
@@ -69,9 +68,7 @@ def main() -> None:
         )
     table = "\n".join(lines) + "\n"
     print(table)
-    (ROOT / "benchmarks" / "results" / "check.md").write_text(table)
-    if not args.no_readme:
-        update_section("check", table)
+    publish(table, "check.md", None if args.no_readme else "check")
 
 
 if __name__ == "__main__":

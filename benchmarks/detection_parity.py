@@ -19,6 +19,7 @@ from skimage import data
 
 from faceage.detect import MTCNN, DetectorConfig
 from faceage.images import load_rgb
+from readme import publish
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "fixtures" / "mtcnn_reference.json"
@@ -66,8 +67,7 @@ def main() -> None:
         "| image | reference faces | faceage faces | lowest IoU |\n|---|---|---|---|\n" + "\n".join(rows) + "\n"
     )
     print(text)
-    (ROOT / "benchmarks" / "results").mkdir(parents=True, exist_ok=True)
-    (ROOT / "benchmarks" / "results" / "detection_parity.md").write_text(text)
+    publish(text, "detection_parity.md")
 
 
 if __name__ == "__main__":

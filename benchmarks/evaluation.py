@@ -27,8 +27,6 @@ from faceage.infer.estimator import ModelFile
 from faceage.weights import SHIPPED_MODELS, card_path
 from readme import update_section
 
-ROOT = Path(__file__).resolve().parents[1]
-
 EVALUATIONS = {  # folder → (split, end to end from the original photos)
     "val": ("val", False),
     "test": ("test", False),

@@ -23,7 +23,7 @@ from faceage.data.manifest import load_manifest
 from faceage.detect import DetectorConfig
 from faceage.evaluate.peer import originals
 from faceage.infer import AgeEstimator
-from readme import update_section
+from readme import publish
 
 ROOT = Path(__file__).resolve().parents[1]
 WIDTHS = (16, 20, 24, 28, 32, 40, 48, 64, 96)
@@ -74,9 +74,7 @@ def main() -> None:
                      f"{mae(width) / large - 1:+.0%} |")  # fmt: skip
     table = "\n".join(lines) + "\n"
     print(table)
-    (ROOT / "benchmarks" / "results" / "face_size.md").write_text(table)
-    if not args.no_readme:
-        update_section("face-size", table)
+    publish(table, "face_size.md", None if args.no_readme else "face-size")
 
 
 if __name__ == "__main__":

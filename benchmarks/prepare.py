@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from readme import update_section
+from readme import publish
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,10 +59,7 @@ def main() -> None:
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     text = f"`python benchmarks/prepare.py` on {machine}:\n\n{table}\n"
     print(text)
-    results = ROOT / "benchmarks" / "results"
-    results.mkdir(parents=True, exist_ok=True)
-    (results / "prepare.md").write_text(text)
-    update_section("prepare", text)
+    publish(text, "prepare.md", "prepare")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Replace a marked section of README.md with a benchmark's table: <!-- begin:NAME --> … <!-- end:NAME -->."""
+"""Where a benchmark's table goes: benchmarks/results/NAME.md and a marked section of README.md
+(<!-- begin:NAME --> … <!-- end:NAME -->)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import re
 from pathlib import Path
 
 README = Path(__file__).resolve().parents[1] / "README.md"
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def update_section(name: str, text: str, readme: Path = README) -> None:
@@ -14,3 +16,11 @@ def update_section(name: str, text: str, readme: Path = README) -> None:
     if not pattern.search(content):
         raise SystemExit(f"README.md has no <!-- begin:{name} --> … <!-- end:{name} --> section to update")
     readme.write_text(pattern.sub(lambda m: m.group(1) + text.rstrip() + "\n" + m.group(2), content))
+
+
+def publish(text: str, results_file: str, section: str | None = None) -> None:
+    """Write ``text`` to benchmarks/results/``results_file`` and, given a ``section``, into that README section."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / results_file).write_text(text)
+    if section is not None:
+        update_section(section, text)

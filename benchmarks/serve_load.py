@@ -29,7 +29,7 @@ import numpy as np
 from PIL import Image
 from skimage import data
 
-from readme import update_section
+from readme import publish
 
 ROOT = Path(__file__).resolve().parents[1]
 PHOTOS = ROOT.parent / "shared" / "data" / "photos"
@@ -159,10 +159,7 @@ def main() -> None:
     ]
     table = "\n".join(lines) + "\n"
     print(table)
-    out = ROOT / "benchmarks" / "results" / "serve_load.md"
-    out.write_text(table)
-    if not args.no_readme:
-        update_section("serve", table)
+    publish(table, "serve_load.md", None if args.no_readme else "serve")
     if unexpected or growth >= MEMORY_BOUND_MB:
         raise SystemExit(f"FAILED: {len(unexpected)} unexpected statuses, memory growth {growth:.0f} MB")
 

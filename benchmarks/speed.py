@@ -28,7 +28,7 @@ import onnxruntime as ort
 from PIL import Image
 from skimage import data
 
-from readme import update_section
+from readme import publish
 
 ROOT = Path(__file__).resolve().parents[1]
 PHOTOS = ROOT.parent / "shared" / "data" / "photos"
@@ -178,10 +178,7 @@ def main() -> None:
     text = (f"`python benchmarks/speed.py` on {machine}; model `{ours.name}`; times in ms as median / p95 after "
             f"warm-up ({args.repeat} repeats for the model, fewer for photos):\n\n{table}\n")  # fmt: skip
     print(text)
-    results = ROOT / "benchmarks" / "results"
-    results.mkdir(parents=True, exist_ok=True)
-    (results / "speed.md").write_text(text)
-    update_section("speed", text)
+    publish(text, "speed.md", "speed")
 
 
 def _seconds(command: list[str]) -> float:

@@ -331,11 +331,13 @@ def _quantize(float_path: Path, int8_path: Path, out: Path, data_dir: Path, face
     from faceage.data.manifest import atomic_write_bytes
     from faceage.infer.estimator import ModelFile
     from faceage.preprocessing import Preprocessing
-    from faceage.train.quantize import normalized_faces, quantization_error, quantize_int8
+    from faceage.train.quantize import calibration_faces, quantization_error, quantize_int8
 
-    preprocessing = Preprocessing.from_dict(ModelFile.load(float_path).metadata["preprocessing"])
-    quantize_int8(float_path, int8_path, normalized_faces(data_dir, preprocessing, "train", faces))
-    change = quantization_error(float_path, int8_path, normalized_faces(data_dir, preprocessing, "val", 512))
+    metadata = ModelFile.load(float_path).metadata
+    preprocessing = Preprocessing.from_dict(metadata["preprocessing"])
+    inputs = calibration_faces(data_dir, preprocessing, {"train": faces, "val": 512})
+    quantize_int8(float_path, int8_path, inputs["train"])
+    change = quantization_error(float_path, int8_path, metadata, inputs["val"])
     console.print(
         f"int8 vs float on {change.faces} validation faces: estimates move by {change.mean_age_change:.2f} years on "
         f"average (at most {change.max_age_change:.2f}; {change.mean_signed_change:+.2f} on balance); top class "

@@ -32,7 +32,7 @@ from faceage.metrics import (
     bootstrap_interval,
     challenge_curve,
 )
-from faceage.weights import SHIPPED_MODELS, model_path
+from faceage.weights import model_path
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 BATCH = 128
@@ -64,8 +64,6 @@ def resolve_model(model: str | Path | None, workdir: Path) -> Path:
     """An ONNX file to evaluate: a shipped model (None or "default", "fast"), an exported ONNX file, or a training
     run folder / checkpoint, exported on the fly into ``workdir`` (needs the training extra)."""
     path = model_path(model)
-    if path in SHIPPED_MODELS.values() and not path.is_file():
-        raise FaceageError(f"this install lacks the shipped {path.name}; give MODEL (an ONNX file or a run folder)")
     if not path.exists():
         raise FaceageError(f"{path}: no such model; give an ONNX file, a run folder, a .ckpt, 'default' or 'fast'")
     if path.is_file() and path.suffix == ".onnx":

@@ -25,7 +25,7 @@ from faceage.distribution import age_interval, expected_age
 from faceage.errors import FaceageError, WeightsError
 from faceage.images import DEFAULT_MAX_PIXELS, load_rgb
 from faceage.preprocessing import MODEL_METADATA_KEY, Preprocessing
-from faceage.weights import SHIPPED_MODELS, model_path
+from faceage.weights import model_path
 
 
 @dataclass(frozen=True)
@@ -88,13 +88,7 @@ class AgeEstimator:
 
     def __init__(self, model: str | Path | None = None, bins: str | AgeBins | None = None, threads: int = 1,
                  detector: DetectorConfig | None = None, max_pixels: int = DEFAULT_MAX_PIXELS):  # fmt: skip
-        path = model_path(model)
-        if path in SHIPPED_MODELS.values() and not path.is_file():
-            raise WeightsError(
-                f"this install lacks the shipped model {path.name}; pass one exported with 'faceage export' "
-                "(AgeEstimator(model=...) or --model)"
-            )
-        self.model = ModelFile.load(path)
+        self.model = ModelFile.load(model_path(model))
         meta = self.model.metadata
         self.preprocessing = Preprocessing.from_dict(meta["preprocessing"])
         self.model_bins = AgeBins.parse(meta["bins"])

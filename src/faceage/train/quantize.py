@@ -35,15 +35,21 @@ class QuantizationError:
     same_top_class: float  # share of faces whose most probable class (age or bin) is unchanged
 
 
-def normalized_faces(data_dir: Path, preprocessing: Preprocessing, split: str, count: int, seed: int = 0) -> np.ndarray:
-    """``count`` faces of a split of a prepared folder (drawn with ``seed``), as model inputs (N×3×S×S float32)."""
+def calibration_faces(data_dir: Path, preprocessing: Preprocessing, counts: dict[str, int],
+                      seed: int = 0) -> dict[str, np.ndarray]:  # fmt: skip
+    """For each split in ``counts``, that many of its faces in a prepared folder (drawn with ``seed``) as model inputs
+    (N×3×S×S float32); the cached face arrays are read once."""
     from faceage.train.data import load_split_arrays
 
-    images = load_split_arrays(Path(data_dir), preprocessing, show_progress=False)[split].images
-    if not len(images):
-        raise FaceageError(f"{data_dir}: the {split} split has no faces to calibrate the int8 model on")
-    pick = np.random.default_rng(seed).choice(len(images), min(count, len(images)), replace=False)
-    return preprocessing.normalize(images[np.sort(pick)])
+    arrays = load_split_arrays(Path(data_dir), preprocessing, show_progress=False)
+    out = {}
+    for split, count in counts.items():
+        images = arrays[split].images
+        if not len(images):
+            raise FaceageError(f"{data_dir}: the {split} split has no faces to calibrate the int8 model on")
+        pick = np.random.default_rng(seed).choice(len(images), min(count, len(images)), replace=False)
+        out[split] = preprocessing.normalize(images[np.sort(pick)])
+    return out
 
 
 def quantize_int8(float_model: Path, out: Path, calibration: np.ndarray, batch: int = 32) -> None:
@@ -80,11 +86,9 @@ def quantize_int8(float_model: Path, out: Path, calibration: np.ndarray, batch: 
     atomic_write_bytes(Path(out), model.SerializeToString())
 
 
-def quantization_error(float_model: Path, int8_model: Path, inputs: np.ndarray) -> QuantizationError:
-    """How far the int8 model's estimates move from the float model's on ``inputs`` (held-out faces)."""
-    from faceage.infer.estimator import ModelFile
-
-    metadata = ModelFile.load(Path(float_model)).metadata
+def quantization_error(float_model: Path, int8_model: Path, metadata: dict, inputs: np.ndarray) -> QuantizationError:
+    """How far the int8 model's estimates move from the float model's (faceage ``metadata``) on ``inputs``
+    (held-out faces)."""
     results = []
     for path in (float_model, int8_model):
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from faceage.errors import WeightsError
+
 WEIGHTS = Path(__file__).resolve().parent
 DEFAULT_MODEL = WEIGHTS / "faceage-default.onnx"
 FAST_MODEL = WEIGHTS / "faceage-fast.onnx"
@@ -17,12 +19,19 @@ SHIPPED_MODELS = {"default": DEFAULT_MODEL, "fast": FAST_MODEL}
 
 def model_path(model: str | Path | None) -> Path:
     """The file behind ``model``: None or "default" → the shipped default, "fast" → the shipped single network (unless
-    a file of that name exists in the working folder), anything else as a path."""
+    a file of that name exists in the working folder), anything else as a path. A shipped model this install lacks
+    is refused here (WeightsError)."""
     if model is None:
-        return DEFAULT_MODEL
-    if str(model) in SHIPPED_MODELS and not Path(model).exists():
-        return SHIPPED_MODELS[str(model)]
-    return Path(model)
+        path = DEFAULT_MODEL
+    elif str(model) in SHIPPED_MODELS and not Path(model).exists():
+        path = SHIPPED_MODELS[str(model)]
+    else:
+        return Path(model)
+    if not path.is_file():
+        raise WeightsError(
+            f"this install lacks the shipped model {path.name}; give an ONNX file exported with 'faceage export'"
+        )
+    return path
 
 
 def calibration_path(model_path: Path) -> Path:
