@@ -84,3 +84,23 @@ def test_any_increasing_edges_round_trip(uppers):
     for age in range(0, 117):
         lo = edges[bins.index(age)]
         assert lo <= age
+
+
+def test_bin_probabilities_of_a_moved_distribution_split_each_year_in_proportion():
+    bins = AgeBins.default()
+    year = np.zeros(101)
+    year[21] = 1.0  # spread over [20.5, 21.5): first year of 21-26
+    np.testing.assert_allclose(bins.probabilities(year, offset=-0.25), [0.25, 0.75, 0, 0, 0])
+    np.testing.assert_allclose(bins.probabilities(year, offset=0.25), [0, 1, 0, 0, 0])
+    np.testing.assert_allclose(bins.probabilities(year, offset=-1.0), [1, 0, 0, 0, 0])
+    ends = np.zeros((2, 101))
+    ends[0, 0] = ends[1, 100] = 1.0  # moved past 0 or past 100: still in the first or last bin
+    np.testing.assert_allclose(bins.probabilities(ends, offset=-0.6), [[1, 0, 0, 0, 0], [0, 0, 0, 0, 1]])
+    np.testing.assert_allclose(bins.probabilities(ends, offset=0.6), [[1, 0, 0, 0, 0], [0, 0, 0, 0, 1]])
+    rng = np.random.default_rng(1)
+    probs = rng.dirichlet(np.ones(101), size=20)
+    np.testing.assert_allclose(bins.probabilities(probs, offset=-0.57).sum(axis=1), 1.0)
+    np.testing.assert_allclose(bins.probabilities(probs, offset=1e-12), bins.probabilities(probs), atol=1e-9)
+    assert bins.probabilities(np.zeros((0, 101)), offset=-0.5).shape == (0, 5)  # a photo without faces
+    with pytest.raises(BinsError, match="whole years"):
+        bins.probabilities(probs[:, :5], ages=np.array([0, 10, 20, 30, 40]), offset=1.0)

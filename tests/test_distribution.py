@@ -39,3 +39,13 @@ def test_bin_probabilities_sum_to_one_and_pick_the_mass():
     hand = np.zeros(101)
     hand[[25, 26, 27]] = [0.3, 0.3, 0.4]  # 0.6 in 21-26, 0.4 in 27-35
     assert AgeBins.default().labels[int(np.argmax(AgeBins.default().probabilities(hand)))] == "21-26"
+
+
+def test_an_offset_moves_the_estimate_and_the_interval_but_never_below_zero():
+    probs = np.zeros((2, 101))
+    probs[0, 30] = probs[1, 0] = 1.0
+    ages = expected_age(probs, offset=-0.5)
+    np.testing.assert_allclose(ages, [29.5, 0.0])
+    low, high = age_interval(probs, 0.8, offset=-0.5)
+    np.testing.assert_allclose(low, [29.1, 0.0])
+    np.testing.assert_allclose(high, [29.9, 0.0])

@@ -232,3 +232,57 @@ def test_predict_detected_ages_faces_found_elsewhere(estimator, photos):
     detections = estimator.detector.detect(rgb)
     assert estimator.predict_detected(rgb, list(reversed(detections))) == estimator.predict(rgb)
     assert estimator.predict_detected(rgb, []) == []
+
+
+def test_an_age_offset_is_measured_on_val_faces_stored_in_the_file_and_moves_every_answer(
+    tiny_onnx, prepared_subset, tmp_path
+):
+    import shutil
+
+    from faceage.train.data import load_split_arrays
+    from faceage.train.export import read_metadata
+    from faceage.train.offset import apply_age_offset
+
+    path = tmp_path / "offset.onnx"
+    shutil.copyfile(tiny_onnx, path)
+    estimator = AgeEstimator(path)
+    val = load_split_arrays(prepared_subset, estimator.preprocessing, show_progress=False)["val"]
+    raw = estimator.session.run(None, {"faces": estimator.preprocessing.normalize(val.images)})[0] @ np.arange(101)
+    offset = apply_age_offset(path, prepared_subset, min_faces=10)
+    assert offset.faces == len(val.ages)
+    assert offset.years == pytest.approx(np.median(val.ages - raw), abs=1e-4)
+    assert offset.mae_after <= offset.mae_before + 1e-9  # the median minimises the absolute error on these faces
+    assert read_metadata(path)["age_offset"]["years"] == pytest.approx(offset.years, abs=1e-3)
+    (moved,) = AgeEstimator(path).predict(data.astronaut())
+    (plain,) = AgeEstimator(tiny_onnx).predict(data.astronaut())
+    stored = read_metadata(path)["age_offset"]["years"]
+    for field in ("age", "age_low", "age_high"):
+        assert getattr(moved, field) == pytest.approx(max(getattr(plain, field) + stored, 0.0), abs=1e-6)
+    assert sum(moved.bin_probs.values()) == pytest.approx(1.0)
+    again = apply_age_offset(path, prepared_subset, min_faces=10)  # measured on the raw estimates: the same
+    assert again.years == pytest.approx(offset.years)
+
+
+def test_an_age_offset_needs_enough_unseen_val_faces(tiny_run, tiny_onnx, prepared_subset, tmp_path):
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from faceage.cli import app
+    from faceage.evaluate.evaluation import evaluate, samples_from_data_dir
+    from faceage.train.export import update_metadata
+    from faceage.train.offset import measure_age_offset
+
+    out = tmp_path / "m.onnx"
+    result = CliRunner().invoke(app, ["export", str(tiny_run), "--age-offset-data", str(prepared_subset), "--out",
+                                      str(out)])  # fmt: skip
+    assert result.exit_code == 1 and "too few" in result.output and "Traceback" not in result.output
+    assert not out.exists()  # nothing half-done is left behind
+    seen = tmp_path / "seen.onnx"
+    shutil.copyfile(tiny_onnx, seen)
+    update_metadata(seen, fit_on="train+val")
+    with pytest.raises(FaceageError, match="seen"):
+        measure_age_offset(seen, prepared_subset, min_faces=10)
+    with pytest.raises(FaceageError, match="evaluate it on the test split"):
+        evaluate(seen, samples_from_data_dir(prepared_subset, "val"), tmp_path / "eval-val")
+    assert evaluate(seen, samples_from_data_dir(prepared_subset, "test"), tmp_path / "eval-test").metrics["headline"]

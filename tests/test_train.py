@@ -159,3 +159,24 @@ def test_mixup_blends_faces_targets_and_ages(prepared_subset, tmp_path):
     result = train_model(prepared_subset, "transfer-ema", tmp_path / "mixup", epochs=1, limit=16, progress=False,
                          recipe_settings=["mixup=0.4"])  # fmt: skip
     assert result.summary["recipe"]["mixup"] == 0.4 and result.summary["val_mae"] > 0
+
+
+def test_fit_on_train_and_val_learns_from_both_and_keeps_the_final_weights(prepared_subset, tmp_path):
+    result = train_model(prepared_subset, "transfer-ema", tmp_path / "refit", epochs=2, limit=32, fit_on="train+val",
+                         progress=False)  # fmt: skip
+    summary = result.summary
+    assert summary["fit_on"] == "train+val" and summary["epochs_run"] == 2
+    assert summary["train_n"] == 64 and summary["test_n"] == 32  # 32 train + 32 val faces learnt from
+    assert not any(key.startswith("val_") for key in summary)  # nothing unseen to validate on
+    assert summary["best_checkpoint"] == "checkpoints/last.ckpt"
+    assert sorted(p.name for p in (tmp_path / "refit" / "checkpoints").iterdir()) == ["last.ckpt"]
+    metrics = pd.read_csv(tmp_path / "refit" / "metrics.csv")
+    assert "val_mae" not in metrics.columns and metrics["train_loss"].notna().sum() == 2
+
+
+def test_fit_on_train_and_val_needs_the_epochs_and_a_known_choice(prepared_subset, tmp_path):
+    with pytest.raises(FaceageError, match="--epochs"):
+        train_model(prepared_subset, "cnn1", tmp_path / "a", limit=32, fit_on="train+val", progress=False)
+    with pytest.raises(FaceageError, match="train, train\\+val"):
+        train_model(prepared_subset, "cnn1", tmp_path / "b", epochs=1, limit=32, fit_on="everything", progress=False)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

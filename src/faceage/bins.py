@@ -127,13 +127,25 @@ class AgeBins:
     def label(self, age: float) -> str:
         return self.labels[int(self.index(age))]
 
-    def probabilities(self, age_probs: np.ndarray, ages: np.ndarray | None = None) -> np.ndarray:
+    def probabilities(self, age_probs: np.ndarray, ages: np.ndarray | None = None, offset: float = 0.0) -> np.ndarray:
         """Probability mass in each bin from a distribution over whole-year ages (last axis).
 
         ``ages`` gives the age of each column (default 0, 1, 2, ...). The result sums to 1 along the last axis
-        when the input does.
+        when the input does. ``offset`` (years) first moves the distribution of whole years 0, 1, 2, ... by that
+        much: year a's mass, spread evenly over [a - 0.5, a + 0.5), then lies over [a - 0.5 + offset, a + 0.5 +
+        offset) and is split between bins in proportion (the first bin keeps what falls below 0).
         """
         probs = np.asarray(age_probs, dtype=float)
+        if offset:
+            if ages is not None:
+                raise BinsError("an offset moves a distribution over whole years 0, 1, 2, ...; give no other ages")
+            # cdf[..., k]: the mass below k - 0.5 years, linear in between; read at the bin edges before the move
+            cdf = np.concatenate([np.zeros(probs.shape[:-1] + (1,)), np.cumsum(probs, axis=-1)], axis=-1)
+            at = np.clip(np.asarray(self.lower_edges[1:], dtype=float) - offset, 0.0, probs.shape[-1])
+            k = np.minimum(np.floor(at).astype(int), probs.shape[-1] - 1)
+            below = cdf[..., k] * (1.0 - (at - k)) + cdf[..., k + 1] * (at - k)
+            total = cdf[..., -1:]
+            return np.diff(np.concatenate([np.zeros_like(total), below, total], axis=-1), axis=-1)
         columns = np.arange(probs.shape[-1]) if ages is None else np.asarray(ages)
         owner = self.index(columns)
         out = np.zeros(probs.shape[:-1] + (len(self),), dtype=float)

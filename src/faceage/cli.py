@@ -227,6 +227,13 @@ def train(
             help="Exported model (e.g. an ensemble) to distil from; it must not have seen DATA_DIR's val/test faces."
         ),
     ] = None,
+    fit_on: Annotated[
+        str,
+        typer.Option(
+            help="train, or train+val: refit a settled recipe on the validation faces too (needs --epochs; no early "
+            "stopping, final weights kept, only train and test reported)."
+        ),
+    ] = "train",
 ) -> None:
     """Train a registered model on a prepared data folder (Lightning): checkpoints, metrics.csv, summary.json."""
     from faceage.train.run import train_model
@@ -235,7 +242,7 @@ def train(
     result = train_model(data_dir, model, out, epochs=epochs, batch_size=batch_size, lr=lr, recipe_settings=recipe,
                          seed=seed, max_minutes=max_minutes, resume=resume, accelerator=accelerator,
                          devices=parsed_devices, strategy=strategy, num_workers=workers, limit=limit,
-                         teacher=teacher)  # fmt: skip
+                         teacher=teacher, fit_on=fit_on)  # fmt: skip
     print_summary(result.summary)
 
 
@@ -296,12 +303,20 @@ def export(
         ),
     ] = None,
     calibration_faces: Annotated[int, typer.Option(help="Training faces used to calibrate int8.")] = 512,
+    age_offset_data: Annotated[
+        Path | None,
+        typer.Option(
+            help="Prepared folder whose val faces measure the age offset stored in the model: the median of (true "
+            "age - estimate), which lowers the absolute error (faceage.train.offset)."
+        ),
+    ] = None,
 ) -> None:
     """Export trained model(s) to ONNX (preprocessing and bins in the metadata) and check parity with PyTorch."""
     import tempfile
 
     import numpy as np
 
+    from faceage.data.manifest import atomic_write_bytes
     from faceage.train.export import export_onnx, parity
 
     if int8 and calibration_data is None:
@@ -310,8 +325,8 @@ def export(
         raise FaceageError("--calibration-data is only used with --int8")
     if int8 and float16_weights:
         raise FaceageError("choose --int8 or --float16-weights, not both (int8 weights are smaller still)")
-    with tempfile.TemporaryDirectory() as tmp:
-        float_path = Path(tmp) / "float.onnx" if int8 else out
+    with tempfile.TemporaryDirectory() as tmp:  # everything happens beside; ``out`` is written once all passed
+        float_path, result = Path(tmp) / "float.onnx", Path(tmp) / "model.onnx"
         metadata = export_onnx(runs, float_path, name=name, float16_weights=float16_weights, flip=flip)
         size = metadata["preprocessing"]["input_size"]
         inputs = np.random.default_rng(0).normal(0, 0.5, (8, 3, size, size)).astype(np.float32)
@@ -322,7 +337,16 @@ def export(
             err_console.print(f"[bold red]error:[/] the exported model differs from its checkpoint by over {limit}")
             raise typer.Exit(1)
         if int8:
-            _quantize(float_path, Path(tmp) / "int8.onnx", out, calibration_data, calibration_faces)
+            _quantize(float_path, Path(tmp) / "int8.onnx", result, calibration_data, calibration_faces)
+        else:
+            float_path.rename(result)
+        if age_offset_data is not None:
+            from faceage.train.offset import apply_age_offset
+
+            offset = apply_age_offset(result, age_offset_data)
+            console.print(f"age offset {offset.years:+.2f} years, measured on {offset.faces} faces of {offset.source}: "
+                          f"MAE there {offset.mae_before:.3f} -> {offset.mae_after:.3f}")  # fmt: skip
+        atomic_write_bytes(out, result.read_bytes())
     console.print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): {metadata['model']}, bins {metadata['bins']}")
 
 
@@ -812,10 +836,14 @@ def print_evaluation(metrics: dict) -> None:
 
 
 def print_summary(summary: dict) -> None:
-    table = Table(title=f"{summary['model']}: best checkpoint (epoch {summary['best_epoch']})")
+    which = "final weights" if summary.get("fit_on") == "train+val" else "best checkpoint"
+    fit_on = summary.get("fit_on", "train")
+    table = Table(title=f"{summary['model']}: {which} (epoch {summary['best_epoch']}), fit on {fit_on}")
     for column in ("split", "faces", "bin accuracy", "MAE (years)"):
         table.add_column(column, justify="right")
     for split in ("train", "val", "test"):
+        if f"{split}_n" not in summary:  # a train+val run has no unseen validation faces
+            continue
         table.add_row(
             split, str(summary[f"{split}_n"]), f"{summary[f'{split}_acc']:.1%}", f"{summary[f'{split}_mae']:.2f}"
         )

@@ -13,9 +13,10 @@ MAX_AGE_CLASS = 100
 AGES = np.arange(MAX_AGE_CLASS + 1, dtype=np.float64)
 
 
-def expected_age(probs: np.ndarray) -> np.ndarray:
+def expected_age(probs: np.ndarray, offset: float = 0.0) -> np.ndarray:
+    """The distribution's mean, plus ``offset`` years (a model's measured correction, never below 0)."""
     probs = np.asarray(probs, dtype=np.float64)
-    return probs @ AGES[: probs.shape[-1]]
+    return np.maximum(probs @ AGES[: probs.shape[-1]] + offset, 0.0)
 
 
 def age_quantile(probs: np.ndarray, q: float) -> np.ndarray:
@@ -32,6 +33,7 @@ def age_quantile(probs: np.ndarray, q: float) -> np.ndarray:
     return np.maximum(index + fraction - 0.5, 0.0)
 
 
-def age_interval(probs: np.ndarray, coverage: float = 0.8) -> tuple[np.ndarray, np.ndarray]:
+def age_interval(probs: np.ndarray, coverage: float = 0.8, offset: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """The central ``coverage`` interval of the distribution moved by ``offset`` years (never below 0)."""
     tail = (1.0 - coverage) / 2
-    return age_quantile(probs, tail), age_quantile(probs, 1.0 - tail)
+    return tuple(np.maximum(age_quantile(probs, q) + offset, 0.0) for q in (tail, 1.0 - tail))

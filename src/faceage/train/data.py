@@ -25,6 +25,8 @@ from faceage.data.manifest import atomic_write_bytes, load_manifest, load_meta
 from faceage.errors import FaceageError
 from faceage.preprocessing import Preprocessing
 
+FIT_ON = ("train", "train+val")  # what a run learns from; "train+val" refits a settled recipe on more faces
+
 
 @dataclass(frozen=True)
 class SplitArrays:
@@ -140,8 +142,12 @@ class FaceDataModule(L.LightningDataModule):
         num_workers: int = 0,
         limit: int | None = None,
         teacher: Callable | None = None,
+        fit_on: str = "train",
     ):
         super().__init__()
+        if fit_on not in FIT_ON:
+            raise FaceageError(f"cannot fit on '{fit_on}': choose one of " + ", ".join(FIT_ON))
+        self.fit_on = fit_on
         self.data_dir, self.preprocessing = Path(data_dir), preprocessing
         self.bins = bins or AgeBins.parse(load_meta(self.data_dir)["bins"])
         self.batch_size, self.augment, self.num_workers, self.limit = batch_size, augment, num_workers, limit
@@ -156,6 +162,10 @@ class FaceDataModule(L.LightningDataModule):
             for split, values in arrays.items():
                 if len(values.ages) == 0:
                     raise FaceageError(f"{self.data_dir}: the {split} split is empty; prepare more data")
+            if self.fit_on == "train+val":
+                train, val = arrays["train"], arrays["val"]
+                images, ages = np.concatenate([train.images, val.images]), np.concatenate([train.ages, val.ages])
+                arrays["train"] = SplitArrays(images, ages, train.keys + val.keys)
             self.arrays = arrays
 
     def bin_representative_ages(self) -> np.ndarray:

@@ -131,6 +131,8 @@ def export_onnx(runs: Path | list[Path], out: Path, name: str | None = None, flo
         "preprocessing": dict(module.hparams.preprocessing),
         "alignment": ALIGNMENT_VERSION,
         "flip_averaged": wrapper.flip,
+        # the splits the members learnt from: a model fit on train+val has no unseen validation faces
+        "fit_on": "train+val" if any(m.hparams.get("fit_on") == "train+val" for m in modules) else "train",
         "float16_weights": float16_weights,
     }
     entry = model.metadata_props.add()
@@ -152,3 +154,25 @@ def parity(runs: Path | list[Path], onnx_path: Path, inputs: np.ndarray, flip: b
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     got = session.run(None, {"faces": inputs.astype(np.float32)})[0]
     return float(np.abs(expected - got).max())
+
+
+def _metadata_entry(model: onnx.ModelProto, path: Path):
+    entry = next((p for p in model.metadata_props if p.key == MODEL_METADATA_KEY), None)
+    if entry is None:
+        raise FaceageError(f"{path}: no faceage metadata; use a file written by 'faceage export'")
+    return entry
+
+
+def read_metadata(path: Path) -> dict:
+    """The faceage metadata of the exported file ``path``."""
+    return json.loads(_metadata_entry(onnx.load(str(path), load_external_data=False), path).value)
+
+
+def update_metadata(path: Path, **changes) -> dict:
+    """Rewrite the faceage metadata of the exported file ``path`` with ``changes`` (atomically); returns it."""
+    model = onnx.load(str(path))
+    entry = _metadata_entry(model, path)
+    metadata = {**json.loads(entry.value), **changes}
+    entry.value = json.dumps(metadata)
+    atomic_write_bytes(Path(path), model.SerializeToString())
+    return metadata

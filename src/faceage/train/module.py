@@ -30,7 +30,8 @@ from faceage.models import get_model_info
 
 class AgeModule(L.LightningModule):
     def __init__(self, model_name: str, bins: str, preprocessing: dict, head: str, recipe: dict,
-                 bin_ages: list[float], sigma: float = 2.0, l1_weight: float = 0.1, flip_tta: bool = True):  # fmt: skip
+                 bin_ages: list[float], sigma: float = 2.0, l1_weight: float = 0.1, flip_tta: bool = True,
+                 fit_on: str = "train"):  # fmt: skip
         super().__init__()
         self.save_hyperparameters()
         self.bins = AgeBins.parse(bins)

@@ -34,7 +34,7 @@ from faceage.data.manifest import load_meta
 from faceage.errors import FaceageError
 from faceage.metrics import band_errors
 from faceage.models import count_parameters, get_model_info
-from faceage.train.data import FaceDataModule
+from faceage.train.data import FIT_ON, FaceDataModule
 from faceage.train.module import AgeModule
 from faceage.train.teacher import Teacher
 
@@ -64,7 +64,13 @@ def train_model(
     limit: int | None = None,
     progress: bool = True,
     teacher: Path | None = None,
+    fit_on: str = "train",
 ) -> TrainResult:
+    """Train ``model_name`` on DATA_DIR's training split into ``out``.
+
+    ``fit_on="train+val"`` learns from the validation faces too: there is then nothing to validate on, so the run
+    has no early stopping, trains exactly ``epochs`` epochs (which must be given: take the best epoch of train-only
+    runs of the same recipe) and keeps its final weights; its summary reports the training and test splits only."""
     data_dir, out = Path(data_dir), Path(out)
     info = get_model_info(model_name)
     recipe = info.recipe
@@ -78,6 +84,12 @@ def train_model(
         raise FaceageError(f"{model_name} predicts bins; only models with an age-distribution head can be taught")
     if not 0.0 <= recipe.distill_weight <= 1.0:
         raise FaceageError(f"distill_weight must be between 0 and 1, got {recipe.distill_weight}")
+    if fit_on not in FIT_ON:
+        raise FaceageError(f"cannot fit on '{fit_on}': choose one of " + ", ".join(FIT_ON))
+    refit = fit_on == "train+val"
+    if refit and epochs is None:
+        raise FaceageError("training on train+val leaves no validation faces to stop on: give --epochs N, the best "
+                           "epoch of train-only runs of this recipe (see their summary.json)")  # fmt: skip
     teacher_model = Teacher(teacher, info.preprocessing) if teacher is not None else None
     bins = AgeBins.parse(load_meta(data_dir)["bins"])
     last = out / "checkpoints" / "last.ckpt"
@@ -89,16 +101,20 @@ def train_model(
     L.seed_everything(seed, workers=True, verbose=False)
 
     datamodule = FaceDataModule(data_dir, info.preprocessing, bins, recipe.batch_size, recipe.augment,
-                                num_workers=num_workers, limit=limit, teacher=teacher_model)  # fmt: skip
+                                num_workers=num_workers, limit=limit, teacher=teacher_model,
+                                fit_on=fit_on)  # fmt: skip
     module = AgeModule(model_name, bins.spec, info.preprocessing.to_dict(), info.head, asdict(recipe),
                        datamodule.bin_representative_ages().tolist(), sigma=recipe.sigma,
-                       l1_weight=recipe.l1_weight)  # fmt: skip
+                       l1_weight=recipe.l1_weight, fit_on=fit_on)  # fmt: skip
     monitor, mode = ("val_mae", "min") if info.head == "ages" else ("val_acc", "max")
-    callbacks = [
-        ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor=monitor, mode=mode, save_last=True),
-        EarlyStopping(monitor=monitor, mode=mode, patience=recipe.patience),
-        *([RichProgressBar()] if progress else []),
-    ]
+    if refit:  # final weights only (last.ckpt)
+        callbacks = [ModelCheckpoint(dirpath=out / "checkpoints", save_top_k=0, save_last=True)]
+    else:
+        callbacks = [
+            ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor=monitor, mode=mode, save_last=True),
+            EarlyStopping(monitor=monitor, mode=mode, patience=recipe.patience),
+        ]
+    callbacks += [RichProgressBar()] if progress else []
     if recipe.unfreeze_at_epoch is not None:
         callbacks.append(
             BackboneFinetuning(
@@ -126,6 +142,7 @@ def train_model(
         log_every_n_steps=50,
         enable_model_summary=False,
         enable_progress_bar=progress,
+        limit_val_batches=0 if refit else None,
     )
     metrics_csv = out / "metrics.csv"
     earlier = pd.read_csv(metrics_csv) if resume and metrics_csv.is_file() else None
@@ -140,7 +157,8 @@ def train_model(
 
     best_path = Path(callbacks[0].best_model_path or last)
     best = AgeModule.load_from_checkpoint(best_path, map_location="cpu")
-    scores = {split: evaluate_split(best, datamodule, split) for split in ("train", "val", "test")}
+    splits = ("train", "test") if refit else ("train", "val", "test")
+    scores = {split: evaluate_split(best, datamodule, split) for split in splits}
     summary = {
         "model": model_name,
         "description": info.description,
@@ -152,6 +170,7 @@ def train_model(
         "recipe": asdict(recipe),
         "teacher": None if teacher_model is None else {"name": teacher_model.name, "path": str(teacher)},
         "seed": seed,
+        "fit_on": fit_on,
         "epochs_run": int(trainer.current_epoch),
         "best_epoch": _best_epoch(best_path),
         "train_minutes": round(previous + minutes, 2),
