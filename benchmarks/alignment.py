@@ -1,11 +1,13 @@
-"""Why the transfer model uses the crop and border it does: the pretrained Cydral age network, before fine-tuning.
+"""Why the transfer model uses the crop it does, and what the border could change: the pretrained Cydral age network,
+before fine-tuning.
 
     .venv/bin/python benchmarks/alignment.py [--data data/utk] [--archive ../shared/data/UTKFace.tar.gz]
 
 1. Where the network's own training chips (dlib, padding 0.2) lie inside faceage's aligned 160-px crops: dlib's chip
    rectangle for 300 training faces, mapped through faceage's alignment (median centre and side).
 2. Zero-shot MAE and five-bin accuracy on the validation split with that crop and with a centred one.
-3. The same network on the first 800 validation faces re-aligned with black, replicated and mirrored borders.
+3. The same network on the first 800 validation faces re-aligned with black (used), replicated and mirrored borders.
+   Zero-shot only: the fine-tuned models learn on black-bordered crops, and mirroring was not tried for fine-tuning.
 Writes benchmarks/results/alignment.md.
 """
 
@@ -106,8 +108,8 @@ def main() -> None:
 
     lines.append(f"\n3. Borders, first {len(first800)} validation faces re-aligned (70% centred crop):\n\n"
                  "| border | MAE | five-bin accuracy |\n|---|---|---|")  # fmt: skip
-    for label, mode in (("black", cv2.BORDER_CONSTANT), ("replicate", cv2.BORDER_REPLICATE),
-                        ("mirror (used)", cv2.BORDER_REFLECT_101)):  # fmt: skip
+    for label, mode in (("black (used)", cv2.BORDER_CONSTANT), ("replicate", cv2.BORDER_REPLICATE),
+                        ("mirror", cv2.BORDER_REFLECT_101)):  # fmt: skip
         aligned = []
         for _, row in first800.iterrows():
             points = np.array(row["landmarks"]).reshape(5, 2)

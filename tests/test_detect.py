@@ -8,7 +8,16 @@ import numpy as np
 import pytest
 from skimage import data
 
-from faceage.detect import MTCNN, Detection, DetectorConfig, align_face, main_face, template_points
+from faceage.detect import (
+    ALIGNMENT_VERSION,
+    MTCNN,
+    SAME_ALIGNMENT,
+    Detection,
+    DetectorConfig,
+    align_face,
+    main_face,
+    template_points,
+)
 from faceage.detect.mtcnn import nms
 from faceage.errors import FaceageError
 from faceage.images import load_rgb
@@ -101,6 +110,30 @@ def test_alignment_refuses_bad_landmarks(astronaut):
         align_face(astronaut, [(1, 2), (3, 4)])
     with pytest.raises(FaceageError, match="degenerate"):
         align_face(astronaut, [(5, 5)] * 5)
+
+
+def test_similarity_matrix_is_scikit_images_least_squares_similarity(detector, photos):
+    from skimage.transform import SimilarityTransform
+
+    from faceage.detect.align import similarity_matrix
+
+    rng = np.random.default_rng(0)
+    cases = [np.asarray(face.landmarks, dtype=float) for face in detector.detect(load_rgb(photos / "multiface.jpg"))]
+    cases += [rng.normal(0, 40, (5, 2)) + rng.normal(0, 300, 2) for _ in range(200)]  # any 5 points
+    cases += [template_points(50) * [-1, 1] + 200]  # a mirror image: the best similarity cannot mirror it back
+    cases += [np.column_stack([np.arange(5.0), 2 * np.arange(5.0)])]  # all on one line
+    for points in cases:
+        expected = SimilarityTransform.from_estimate(points, template_points(160)).params[:2]
+        np.testing.assert_allclose(similarity_matrix(points, template_points(160)), expected, atol=1e-9)
+
+
+def test_alignment_leaves_the_area_beyond_the_photo_black(astronaut):
+    """What ALIGNMENT_VERSION names (…-black): a crop reaching past the photo's edge is black there, as in training."""
+    landmarks = template_points(100) - 40  # a face whose crop would start 40 px above and left of the photo
+    image = align_face(astronaut, landmarks, size=100).image
+    assert not image[:30, :30].any()  # beyond the top-left corner: black, not mirrored or smeared
+    assert image[60:, 60:].mean() > 10  # the photo itself
+    assert ALIGNMENT_VERSION.endswith("-black") and ALIGNMENT_VERSION in SAME_ALIGNMENT
 
 
 def test_main_face_prefers_large_central_faces():

@@ -22,6 +22,8 @@ def test_export_carries_preprocessing_bins_and_matches_torch(tiny_run, tiny_onnx
     assert meta["preprocessing"]["input_size"] == 64 and meta["preprocessing"]["crop_fraction"] == 0.64
     x = np.random.default_rng(0).normal(0, 0.5, (4, 3, 64, 64)).astype(np.float32)
     assert parity(tiny_run, tiny_onnx, x) <= 1e-4
+    # the input size is fixed, so the downsampling blocks pad by constants: no sizes computed on every call
+    assert "Shape" not in {node.op_type for node in onnx.load(str(tiny_onnx)).graph.node}
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +58,21 @@ def test_bad_model_files_say_what_to_do(tmp_path):
     (tmp_path / "junk.onnx").write_text("junk")
     with pytest.raises(FaceageError, match="not an ONNX model"):
         AgeEstimator(tmp_path / "junk.onnx")
+
+
+def test_a_model_aligned_otherwise_is_refused_but_an_old_name_of_the_same_alignment_loads(tiny_onnx, tmp_path):
+    import shutil
+
+    from faceage.errors import WeightsError
+    from faceage.train.export import update_metadata
+
+    path = tmp_path / "named.onnx"
+    shutil.copyfile(tiny_onnx, path)
+    update_metadata(path, alignment="5pt-shrink0.75-reflect")  # the earlier (mistaken) name of the same alignment
+    assert AgeEstimator(path).predict(data.astronaut())
+    update_metadata(path, alignment="5pt-other-template")
+    with pytest.raises(WeightsError, match="aligned as '5pt-other-template'"):
+        AgeEstimator(path)
 
 
 def test_inference_never_imports_torch(tiny_onnx):

@@ -39,7 +39,15 @@ from faceage.data.manifest import (
 from faceage.data.sources import SourceItem, count_items, iter_items
 from faceage.data.split import assign_split
 from faceage.data.utkface import BadName, parse_name
-from faceage.detect import ALIGNMENT_VERSION, DEFAULT_CROP_SIZE, MTCNN, DetectorConfig, align_face, main_face
+from faceage.detect import (
+    ALIGNMENT_VERSION,
+    DEFAULT_CROP_SIZE,
+    MTCNN,
+    SAME_ALIGNMENT,
+    DetectorConfig,
+    align_face,
+    main_face,
+)
 from faceage.errors import FaceageError, ImageError
 from faceage.images import load_rgb
 
@@ -174,6 +182,8 @@ def _check_config(out_dir: Path, config: PrepareConfig) -> None:
     wanted = asdict(config)
     if path.is_file():
         previous = json.loads(path.read_text())
+        if previous.get("alignment") in SAME_ALIGNMENT:  # an earlier name of the same alignment
+            previous["alignment"] = ALIGNMENT_VERSION
         if previous != wanted:
             raise FaceageError(
                 f"{out_dir} was prepared with other settings ({previous}); to keep that work use the same settings, "

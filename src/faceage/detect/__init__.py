@@ -1,6 +1,13 @@
 """Face detection (MTCNN on ONNX Runtime) and alignment to a fixed 5-point template."""
 
-from faceage.detect.align import ALIGNMENT_VERSION, DEFAULT_CROP_SIZE, AlignedFace, align_face, template_points
+from faceage.detect.align import (
+    ALIGNMENT_VERSION,
+    DEFAULT_CROP_SIZE,
+    SAME_ALIGNMENT,
+    AlignedFace,
+    align_face,
+    template_points,
+)
 from faceage.detect.mtcnn import MTCNN, Detection, DetectorConfig
 
 
@@ -24,6 +31,7 @@ def main_face(detections: list[Detection], width: int, height: int) -> Detection
 
 __all__ = [
     "ALIGNMENT_VERSION",
+    "SAME_ALIGNMENT",
     "DEFAULT_CROP_SIZE",
     "MTCNN",
     "AlignedFace",

@@ -20,7 +20,7 @@ import onnx
 import onnxruntime as ort
 
 from faceage.bins import AgeBins
-from faceage.detect import ALIGNMENT_VERSION, MTCNN, Detection, DetectorConfig, align_face
+from faceage.detect import ALIGNMENT_VERSION, MTCNN, SAME_ALIGNMENT, Detection, DetectorConfig, align_face
 from faceage.distribution import age_interval, expected_age
 from faceage.errors import FaceageError, WeightsError
 from faceage.images import DEFAULT_MAX_PIXELS, load_rgb
@@ -74,7 +74,7 @@ class ModelFile:
         if MODEL_METADATA_KEY not in props:
             raise WeightsError(f"{path}: no faceage metadata; export models with 'faceage export'")
         metadata = json.loads(props[MODEL_METADATA_KEY])
-        if metadata.get("alignment") != ALIGNMENT_VERSION:
+        if metadata.get("alignment") not in SAME_ALIGNMENT:
             raise WeightsError(
                 f"{path} was trained on faces aligned as '{metadata.get('alignment')}', this faceage aligns as "
                 f"'{ALIGNMENT_VERSION}'; use a faceage version that matches the model"

@@ -106,7 +106,10 @@ class AresDown(nn.Module):
         shortcut = F.avg_pool2d(x, 2, 2)
         shortcut = F.pad(shortcut, (0, 0, 0, 0, 0, self.extra_channels))
         body = self.b(F.relu(self.a(x)))
-        body = F.pad(body, (0, shortcut.shape[3] - body.shape[3], 0, shortcut.shape[2] - body.shape[2]))
+        # plain ints: an exported graph (fixed input size) then pads by constants instead of computing the sizes
+        # with a dozen shape operations per block on every call
+        right, bottom = int(shortcut.shape[3] - body.shape[3]), int(shortcut.shape[2] - body.shape[2])
+        body = F.pad(body, (0, right, 0, bottom))
         return F.relu(shortcut + body)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import io
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -109,16 +110,9 @@ def export_onnx(runs: Path | list[Path], out: Path, name: str | None = None, flo
     wrapper = AveragedProbabilities(modules, flip=flip).eval()
     size = int(module.hparams.preprocessing["input_size"])
     buffer = io.BytesIO()
-    torch.onnx.export(
-        wrapper,
-        (torch.zeros(1, 3, size, size),),
-        buffer,
-        dynamo=False,
-        input_names=["faces"],
-        output_names=["probabilities"],
-        dynamic_axes={"faces": {0: "n"}, "probabilities": {0: "n"}},
-        opset_version=17,
-    )
+    with warnings.catch_warnings():  # sizes read as plain ints are meant to become constants (fixed input size)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        _export_graph(wrapper, size, buffer)
     model = onnx.load_from_string(buffer.getvalue())
     metadata = {
         "name": name or module.hparams.model_name + (f"-ensemble{len(runs)}" if len(runs) > 1 else ""),
@@ -142,6 +136,19 @@ def export_onnx(runs: Path | list[Path], out: Path, name: str | None = None, flo
     onnx.checker.check_model(model)
     atomic_write_bytes(Path(out), model.SerializeToString())
     return metadata
+
+
+def _export_graph(wrapper: torch.nn.Module, size: int, buffer: io.BytesIO) -> None:
+    torch.onnx.export(
+        wrapper,
+        (torch.zeros(1, 3, size, size),),
+        buffer,
+        dynamo=False,
+        input_names=["faces"],
+        output_names=["probabilities"],
+        dynamic_axes={"faces": {0: "n"}, "probabilities": {0: "n"}},
+        opset_version=17,
+    )
 
 
 def parity(runs: Path | list[Path], onnx_path: Path, inputs: np.ndarray, flip: bool | None = None) -> float:
