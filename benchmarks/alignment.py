@@ -7,7 +7,7 @@ before fine-tuning.
    rectangle for 300 training faces, mapped through faceage's alignment (median centre and side).
 2. Zero-shot MAE and five-bin accuracy on the validation split with that crop and with a centred one.
 3. The same network on the first 800 validation faces re-aligned with black (used), replicated and mirrored borders.
-   Zero-shot only: the fine-tuned models learn on black-bordered crops, and mirroring was not tried for fine-tuning.
+   Zero-shot only: fine-tuned on mirrored crops the network did no better than on black ones (README).
 Writes benchmarks/results/alignment.md.
 """
 
