@@ -2,7 +2,8 @@
 
 The age models predict a distribution over whole years 0, 1, …, 100 (100 meaning "100 or more"). The age estimate is
 its expected value; the interval runs between two quantiles of it (80%: the 10th and 90th percentiles, linearly
-interpolated inside a year); bin probabilities are the mass inside each bin.
+interpolated inside a year); bin probabilities are the mass inside each bin. A model may carry an age offset
+(``faceage.train.offset``): the distribution is then moved by it first, estimate and interval alike.
 """
 
 from __future__ import annotations

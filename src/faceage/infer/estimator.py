@@ -35,7 +35,7 @@ class Face:
     box: tuple[float, float, float, float]  # x1, y1, x2, y2 in pixels of the EXIF-corrected photo
     landmarks: tuple[tuple[float, float], ...]  # eyes, nose, mouth corners
     det_score: float
-    age: float  # years (expected value of the model's age distribution)
+    age: float  # years: expected value of the model's age distribution, plus the model's age offset (if any)
     age_low: float  # 80% interval
     age_high: float
     bin: str  # label of the most probable age bin
