@@ -73,6 +73,9 @@ def test_folder_evaluation_counts_are_consistent(folder_evaluation):
     assert m["all_images"]["acc"] <= m["headline"]["acc"]  # failures count as errors there
     ok = written[written["status"] == "ok"]
     assert (ok["age_low"] <= ok["age_pred"]).all() and (ok["age_pred"] <= ok["age_high"]).all()
+    inside = ((ok["age_low"] <= ok["age"]) & (ok["age"] <= ok["age_high"])).mean()
+    assert m["headline"]["interval_coverage"] == pytest.approx(inside)
+    assert 0.6 <= inside <= 0.95  # the shipped model's 80% interval, on 100 real labelled photos
     assert json.loads(folder_evaluation.metrics_path.read_text())["counts"] == counts
 
 
@@ -131,6 +134,7 @@ def test_evaluate_command_prints_the_summary(labelled_folder, tmp_path):
     result = runner.invoke(app, ["evaluate", "default", "--data", str(labelled_folder), "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert "bin accuracy" in result.output and "failure to process" in result.output and "13-17" in result.output
+    assert "80% interval" in result.output
     assert load_evaluation(tmp_path).metrics["counts"]["images"] == 101
 
 

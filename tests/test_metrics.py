@@ -14,6 +14,7 @@ from faceage.metrics import (
     bootstrap_interval,
     challenge_curve,
     challenge_rates,
+    interval_agreement,
 )
 
 
@@ -30,6 +31,16 @@ def test_age_errors_by_hand():
 
 def test_age_errors_empty():
     assert age_errors(np.array([]), np.array([]))["mae"] is None
+
+
+def test_interval_agreement_by_hand():
+    truth = np.array([10, 20, 30, 40, 50])
+    low, high = np.array([8, 21, 30, 35, 40]), np.array([12, 25, 30, 39, 60])  # in, below, edge (in), above, in
+    result = interval_agreement(truth, low, high)
+    assert result["interval_coverage"] == pytest.approx(3 / 5)
+    assert result["interval_below"] == pytest.approx(1 / 5) and result["interval_above"] == pytest.approx(1 / 5)
+    assert result["interval_width"] == pytest.approx((4 + 4 + 0 + 4 + 20) / 5)
+    assert interval_agreement(np.array([]), np.array([]), np.array([]))["interval_coverage"] is None
 
 
 def test_bin_agreement_accuracy_adjacent_and_confusion():

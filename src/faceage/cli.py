@@ -801,6 +801,11 @@ def print_evaluation(metrics: dict) -> None:
     table.add_row("median absolute error", _num(head["median_ae"]), "")
     table.add_row("CS@5 (within ±5 years)", _pct(head["cs5"]), _pct(every["cs5"]))
     table.add_row("mean signed error", _num(head["mean_signed"], "+.2f"), "")
+    if head.get("interval_coverage") is not None:  # evaluations written before it was measured lack it
+        table.add_row("true age inside the 80% interval (below / above)",
+                      f"{_pct(head['interval_coverage'])} ({_pct(head['interval_below'])} / "
+                      f"{_pct(head['interval_above'])})", "")  # fmt: skip
+        table.add_row("80% interval: mean width, years", _num(head["interval_width"]), "")
     console.print(table)
     console.print(
         f"failure to process: {_pct(counts['failure_to_process'])} ({counts['no_face']} no face, "

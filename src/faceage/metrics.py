@@ -45,6 +45,20 @@ def age_errors(truth: np.ndarray, estimate: np.ndarray) -> dict:
     }
 
 
+def interval_agreement(truth: np.ndarray, low: np.ndarray, high: np.ndarray) -> dict:
+    """How often the stated interval holds the true age (coverage; an 80% interval should hold it for about 80%),
+    how often the truth lies below or above it, and the interval's mean width in years."""
+    truth, low, high = (np.asarray(v, dtype=float) for v in (truth, low, high))
+    if truth.size == 0:
+        return {"interval_coverage": None, "interval_below": None, "interval_above": None, "interval_width": None}
+    return {
+        "interval_coverage": float(((truth >= low) & (truth <= high)).mean()),
+        "interval_below": float((truth < low).mean()),
+        "interval_above": float((truth > high).mean()),
+        "interval_width": float((high - low).mean()),
+    }
+
+
 def bin_agreement(true_bins: np.ndarray, predicted_bins: np.ndarray, n_bins: int) -> dict:
     """Exact and ±1-bin accuracy and the confusion matrix (rows: true bin, columns: predicted bin)."""
     true_bins, predicted_bins = np.asarray(true_bins, dtype=int), np.asarray(predicted_bins, dtype=int)

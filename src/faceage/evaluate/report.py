@@ -250,6 +250,7 @@ def summary_row(evaluation: Evaluation) -> dict:
         "median": _num(head["median_ae"]),
         "cs5": _pct(head["cs5"]),
         "signed": _num(head["mean_signed"], "+.2f"),
+        "interval": _pct(head.get("interval_coverage")),
         "ftp": _pct(m["counts"]["failure_to_process"]),
         "acc_all": _pct(m["all_images"]["acc"]),
         "worst_band": f"{worst['band']}: MAE {worst['mae']:.2f}, bias {worst['bias']:+.2f}" if worst else "-",
@@ -263,7 +264,8 @@ def summary_row(evaluation: Evaluation) -> dict:
 SUMMARY_COLUMNS = [
     ("name", "model · evaluation"), ("faces", "faces"), ("acc", "bin acc (95% CI)"), ("adjacent", "±1 bin"),
     ("mae", "MAE (95% CI)"), ("median", "median AE"), ("cs5", "CS@5"), ("signed", "mean signed"),
-    ("ftp", "failure to process"), ("acc_all", "bin acc, all images"), ("worst_band", "worst age band"),
+    ("interval", "true age in 80% interval"), ("ftp", "failure to process"), ("acc_all", "bin acc, all images"),
+    ("worst_band", "worst age band"),
     ("spread", "MAE spread across ethnicity"), ("teens_25", "13-17 estimated 25+"),
     ("minors_18", "under-18 estimated 18+"), ("adults_25", "25+ estimated under 25"),
 ]  # fmt: skip
