@@ -841,8 +841,8 @@ def print_evaluation(metrics: dict) -> None:
 
 
 def print_summary(summary: dict) -> None:
-    which = "final weights" if summary.get("fit_on") == "train+val" else "best checkpoint"
     fit_on = summary.get("fit_on", "train")
+    which = "final weights" if fit_on == "train+val" else "best checkpoint"
     table = Table(title=f"{summary['model']}: {which} (epoch {summary['best_epoch']}), fit on {fit_on}")
     for column in ("split", "faces", "bin accuracy", "MAE (years)"):
         table.add_column(column, justify="right")

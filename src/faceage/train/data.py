@@ -28,6 +28,12 @@ from faceage.preprocessing import Preprocessing
 FIT_ON = ("train", "train+val")  # what a run learns from; "train+val" refits a settled recipe on more faces
 
 
+def check_fit_on(fit_on: str) -> str:
+    if fit_on not in FIT_ON:
+        raise FaceageError(f"cannot fit on '{fit_on}': choose one of " + ", ".join(FIT_ON))
+    return fit_on
+
+
 @dataclass(frozen=True)
 class SplitArrays:
     images: np.ndarray  # N×S×S×3 uint8
@@ -145,9 +151,7 @@ class FaceDataModule(L.LightningDataModule):
         fit_on: str = "train",
     ):
         super().__init__()
-        if fit_on not in FIT_ON:
-            raise FaceageError(f"cannot fit on '{fit_on}': choose one of " + ", ".join(FIT_ON))
-        self.fit_on = fit_on
+        self.fit_on = check_fit_on(fit_on)
         self.data_dir, self.preprocessing = Path(data_dir), preprocessing
         self.bins = bins or AgeBins.parse(load_meta(self.data_dir)["bins"])
         self.batch_size, self.augment, self.num_workers, self.limit = batch_size, augment, num_workers, limit

@@ -34,7 +34,7 @@ from faceage.data.manifest import load_meta
 from faceage.errors import FaceageError
 from faceage.metrics import band_errors
 from faceage.models import count_parameters, get_model_info
-from faceage.train.data import FIT_ON, FaceDataModule
+from faceage.train.data import FaceDataModule, check_fit_on
 from faceage.train.module import AgeModule
 from faceage.train.teacher import Teacher
 
@@ -84,9 +84,7 @@ def train_model(
         raise FaceageError(f"{model_name} predicts bins; only models with an age-distribution head can be taught")
     if not 0.0 <= recipe.distill_weight <= 1.0:
         raise FaceageError(f"distill_weight must be between 0 and 1, got {recipe.distill_weight}")
-    if fit_on not in FIT_ON:
-        raise FaceageError(f"cannot fit on '{fit_on}': choose one of " + ", ".join(FIT_ON))
-    refit = fit_on == "train+val"
+    refit = check_fit_on(fit_on) == "train+val"
     if refit and epochs is None:
         raise FaceageError("training on train+val leaves no validation faces to stop on: give --epochs N, the best "
                            "epoch of train-only runs of this recipe (see their summary.json)")  # fmt: skip
