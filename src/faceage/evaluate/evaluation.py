@@ -367,7 +367,8 @@ def evaluate(
         fit_on = estimator.model.metadata.get("fit_on", "train")
         if samples.split not in (None, "train") and samples.split in fit_on.split("+"):  # train: to see the fit
             raise FaceageError(f"{model or 'default'} learnt from the {samples.split} split (fit on {fit_on}): its "
-                               "figures there would not measure it; evaluate it on the test split")  # fmt: skip
+                               "figures there would not measure it; evaluate it on the test split, and calibrate "
+                               "a train-only model of the same recipe instead")  # fmt: skip
         predictions = predictions_frame(samples, _predict_rows(estimator, samples, progress), estimator.bins)
     metrics = {
         "model": {"name": estimator.name, "path": str(model or "default"), **_model_summary(estimator)},
