@@ -58,7 +58,7 @@ def with_shipped_row(table: str, shipped: Path, runs: Path) -> str:
     if not (shipped / "test" / "metrics.json").is_file():
         return table
     val, test = (json.loads((shipped / split / "metrics.json").read_text()) for split in ("val", "test"))
-    from faceage.train.export import read_metadata
+    from faceage.onnxfile import read_metadata
     from faceage.weights import DEFAULT_MODEL
 
     meta = read_metadata(DEFAULT_MODEL)

@@ -64,7 +64,7 @@ def test_a_model_aligned_otherwise_is_refused_but_an_old_name_of_the_same_alignm
     import shutil
 
     from faceage.errors import WeightsError
-    from faceage.train.export import update_metadata
+    from faceage.onnxfile import update_metadata
 
     path = tmp_path / "named.onnx"
     shutil.copyfile(tiny_onnx, path)
@@ -256,8 +256,8 @@ def test_an_age_offset_is_measured_on_val_faces_stored_in_the_file_and_moves_eve
 ):
     import shutil
 
+    from faceage.onnxfile import read_metadata
     from faceage.train.data import load_split_arrays
-    from faceage.train.export import read_metadata
     from faceage.train.offset import apply_age_offset
 
     path = tmp_path / "offset.onnx"
@@ -287,7 +287,7 @@ def test_an_age_offset_needs_enough_unseen_val_faces(tiny_run, tiny_onnx, prepar
 
     from faceage.cli import app
     from faceage.evaluate.evaluation import evaluate, samples_from_data_dir
-    from faceage.train.export import update_metadata
+    from faceage.onnxfile import update_metadata
     from faceage.train.offset import measure_age_offset
 
     out = tmp_path / "m.onnx"

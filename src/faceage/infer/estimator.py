@@ -10,13 +10,11 @@ model (which carries its own preprocessing and bins in its metadata). Faces come
 from __future__ import annotations
 
 import copy
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
-import onnx
 import onnxruntime as ort
 
 from faceage.bins import AgeBins
@@ -24,7 +22,8 @@ from faceage.detect import ALIGNMENT_VERSION, MTCNN, SAME_ALIGNMENT, Detection, 
 from faceage.distribution import age_interval, expected_age
 from faceage.errors import FaceageError, WeightsError
 from faceage.images import DEFAULT_MAX_PIXELS, load_rgb
-from faceage.preprocessing import MODEL_METADATA_KEY, Preprocessing
+from faceage.onnxfile import read_metadata
+from faceage.preprocessing import Preprocessing
 from faceage.weights import model_path
 
 
@@ -66,14 +65,7 @@ class ModelFile:
             raise WeightsError(
                 f"{path}: no such model file; give 'default', 'fast' or a file from 'faceage export RUN --out m.onnx'"
             )
-        try:
-            model = onnx.load(str(path), load_external_data=False)
-        except Exception as exc:  # onnx raises several types for a bad file
-            raise WeightsError(f"{path}: not an ONNX model ({exc})") from None
-        props = {p.key: p.value for p in model.metadata_props}
-        if MODEL_METADATA_KEY not in props:
-            raise WeightsError(f"{path}: no faceage metadata; export models with 'faceage export'")
-        metadata = json.loads(props[MODEL_METADATA_KEY])
+        metadata = read_metadata(path)
         if metadata.get("alignment") not in SAME_ALIGNMENT:
             raise WeightsError(
                 f"{path} was trained on faces aligned as '{metadata.get('alignment')}', this faceage aligns as "

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import io
-import json
 import warnings
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from faceage.data.manifest import atomic_write_bytes
 from faceage.detect import ALIGNMENT_VERSION
 from faceage.errors import FaceageError
 from faceage.models.transfer import fold_affine_layers
-from faceage.preprocessing import MODEL_METADATA_KEY
+from faceage.onnxfile import set_metadata
 from faceage.train.module import AgeModule
 
 
@@ -129,8 +128,7 @@ def export_onnx(runs: Path | list[Path], out: Path, name: str | None = None, flo
         "fit_on": "train+val" if any(m.hparams.get("fit_on") == "train+val" for m in modules) else "train",
         "float16_weights": float16_weights,
     }
-    entry = model.metadata_props.add()
-    entry.key, entry.value = MODEL_METADATA_KEY, json.dumps(metadata)
+    set_metadata(model, metadata)
     if float16_weights:
         model = store_weights_as_float16(model)
     onnx.checker.check_model(model)
@@ -161,25 +159,3 @@ def parity(runs: Path | list[Path], onnx_path: Path, inputs: np.ndarray, flip: b
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     got = session.run(None, {"faces": inputs.astype(np.float32)})[0]
     return float(np.abs(expected - got).max())
-
-
-def _metadata_entry(model: onnx.ModelProto, path: Path):
-    entry = next((p for p in model.metadata_props if p.key == MODEL_METADATA_KEY), None)
-    if entry is None:
-        raise FaceageError(f"{path}: no faceage metadata; use a file written by 'faceage export'")
-    return entry
-
-
-def read_metadata(path: Path) -> dict:
-    """The faceage metadata of the exported file ``path``."""
-    return json.loads(_metadata_entry(onnx.load(str(path), load_external_data=False), path).value)
-
-
-def update_metadata(path: Path, **changes) -> dict:
-    """Rewrite the faceage metadata of the exported file ``path`` with ``changes`` (atomically); returns it."""
-    model = onnx.load(str(path))
-    entry = _metadata_entry(model, path)
-    metadata = {**json.loads(entry.value), **changes}
-    entry.value = json.dumps(metadata)
-    atomic_write_bytes(Path(path), model.SerializeToString())
-    return metadata

@@ -21,8 +21,8 @@ import numpy as np
 import onnxruntime as ort
 
 from faceage.errors import FaceageError
+from faceage.onnxfile import probabilities, read_metadata, update_metadata
 from faceage.preprocessing import Preprocessing
-from faceage.train.export import read_metadata, update_metadata
 
 SPLIT = "val"
 MIN_FACES = 200
@@ -60,12 +60,8 @@ def measure_age_offset(model: Path, data_dir: Path, min_faces: int = MIN_FACES) 
         raise FaceageError(f"{data_dir}: {len(faces.ages)} {SPLIT} faces are too few to measure an age offset "
                            f"(at least {min_faces}: the median of fewer errors is off by a year or more)")  # fmt: skip
     session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
-    estimates = []
-    for start in range(0, len(faces.ages), 256):
-        inputs = preprocessing.normalize(faces.images[start : start + 256])
-        probs = session.run(None, {"faces": inputs})[0].astype(np.float64)
-        estimates.append(probs @ np.arange(probs.shape[1]))
-    estimate, truth = np.concatenate(estimates), faces.ages.astype(np.float64)
+    probs = probabilities(session, faces.images, prepare=preprocessing.normalize)
+    estimate, truth = probs @ np.arange(probs.shape[1]), faces.ages.astype(np.float64)
     years = float(np.median(truth - estimate))
     return AgeOffset(years, len(truth), float(np.abs(estimate - truth).mean()),
                      float(np.abs(np.maximum(estimate + years, 0.0) - truth).mean()),

@@ -12,7 +12,6 @@ the written file is the measurement that counts.
 
 from __future__ import annotations
 
-import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,8 @@ import onnxruntime as ort
 
 from faceage.data.manifest import atomic_write_bytes
 from faceage.errors import FaceageError
-from faceage.preprocessing import MODEL_METADATA_KEY, Preprocessing
+from faceage.onnxfile import probabilities, read_metadata, set_metadata
+from faceage.preprocessing import Preprocessing
 
 
 @dataclass(frozen=True)
@@ -65,10 +65,7 @@ def quantize_int8(float_model: Path, out: Path, calibration: np.ndarray, batch: 
         def get_next(self):
             return next(self.batches, None)
 
-    source = onnx.load(str(float_model))
-    props = {p.key: p.value for p in source.metadata_props}
-    if MODEL_METADATA_KEY not in props:
-        raise FaceageError(f"{float_model}: no faceage metadata; quantise files written by 'faceage export'")
+    metadata = read_metadata(float_model)
     with tempfile.TemporaryDirectory() as tmp:
         prepared, quantized = Path(tmp) / "prepared.onnx", Path(tmp) / "int8.onnx"
         quant_pre_process(str(float_model), str(prepared))
@@ -76,12 +73,7 @@ def quantize_int8(float_model: Path, out: Path, calibration: np.ndarray, batch: 
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         op_types_to_quantize=["Conv"])  # fmt: skip
         model = onnx.load(str(quantized))
-    metadata = json.loads(props[MODEL_METADATA_KEY])
-    metadata.update(int8=True, float16_weights=False)
-    del model.metadata_props[:]
-    for key, value in props.items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, json.dumps(metadata) if key == MODEL_METADATA_KEY else value
+    set_metadata(model, {**metadata, "int8": True, "float16_weights": False})
     onnx.checker.check_model(model)
     atomic_write_bytes(Path(out), model.SerializeToString())
 
@@ -91,9 +83,7 @@ def quantization_error(float_model: Path, int8_model: Path, metadata: dict, inpu
     (held-out faces)."""
     results = []
     for path in (float_model, int8_model):
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        batches = [session.run(None, {"faces": inputs[i : i + 256]})[0] for i in range(0, len(inputs), 256)]
-        probs = np.concatenate(batches)
+        probs = probabilities(ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]), inputs)
         values = np.arange(probs.shape[1]) if metadata["head"] == "ages" else np.asarray(metadata["bin_ages"])
         results.append((probs @ values, probs.argmax(axis=1)))
     (float_age, float_top), (int8_age, int8_top) = results
