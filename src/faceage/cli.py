@@ -312,68 +312,27 @@ def export(
     ] = None,
 ) -> None:
     """Export trained model(s) to ONNX (preprocessing and bins in the metadata) and check parity with PyTorch."""
-    import tempfile
-
-    import numpy as np
-
-    from faceage.data.manifest import atomic_write_bytes
-    from faceage.train.export import export_onnx, parity
+    from faceage.train.export import export_model
 
     if int8 and calibration_data is None:
         raise FaceageError("--int8 needs --calibration-data DATA_DIR (a folder written by 'faceage prepare')")
     if calibration_data is not None and not int8:
         raise FaceageError("--calibration-data is only used with --int8")
-    if int8 and float16_weights:
-        raise FaceageError("choose --int8 or --float16-weights, not both (int8 weights are smaller still)")
-    with tempfile.TemporaryDirectory() as tmp:  # everything happens beside; ``out`` is written once all passed
-        float_path, result = Path(tmp) / "float.onnx", Path(tmp) / "model.onnx"
-        metadata = export_onnx(runs, float_path, name=name, float16_weights=float16_weights, flip=flip)
-        size = metadata["preprocessing"]["input_size"]
-        inputs = np.random.default_rng(0).normal(0, 0.5, (8, 3, size, size)).astype(np.float32)
-        difference = parity(runs, float_path, inputs, flip=flip)
-        console.print(f"parity with PyTorch on 8 random inputs: max abs difference {difference:.2e}")
-        limit = 5e-3 if float16_weights else 1e-4  # float16 weights round at about 5e-4 relative
-        if difference > limit:
-            err_console.print(f"[bold red]error:[/] the exported model differs from its checkpoint by over {limit}")
-            raise typer.Exit(1)
-        if int8:
-            _quantize(float_path, Path(tmp) / "int8.onnx", result, calibration_data, calibration_faces)
-        else:
-            float_path.rename(result)
-        if age_offset_data is not None:
-            from faceage.train.offset import apply_age_offset
-
-            offset = apply_age_offset(result, age_offset_data)
-            console.print(f"age offset {offset.years:+.2f} years, measured on {offset.faces} faces of {offset.source}: "
-                          f"MAE there {offset.mae_before:.3f} -> {offset.mae_after:.3f}")  # fmt: skip
-        atomic_write_bytes(out, result.read_bytes())
-    console.print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): {metadata['model']}, bins {metadata['bins']}")
-
-
-def _quantize(float_path: Path, int8_path: Path, out: Path, data_dir: Path, faces: int) -> None:
-    """Quantise beside the float file; ``out`` is written only when the int8 model stays close to the float one."""
-    from faceage.data.manifest import atomic_write_bytes
-    from faceage.infer.estimator import ModelFile
-    from faceage.preprocessing import Preprocessing
-    from faceage.train.quantize import calibration_faces, quantization_error, quantize_int8
-
-    metadata = ModelFile.load(float_path).metadata
-    preprocessing = Preprocessing.from_dict(metadata["preprocessing"])
-    inputs = calibration_faces(data_dir, preprocessing, {"train": faces, "val": 512})
-    quantize_int8(float_path, int8_path, inputs["train"])
-    change = quantization_error(float_path, int8_path, metadata, inputs["val"])
-    console.print(
-        f"int8 vs float on {change.faces} validation faces: estimates move by {change.mean_age_change:.2f} years on "
-        f"average (at most {change.max_age_change:.2f}; {change.mean_signed_change:+.2f} on balance); top class "
-        f"unchanged for {change.same_top_class:.1%}"
-    )
-    if change.mean_age_change > 1.0 or abs(change.mean_signed_change) > 0.5:
-        err_console.print(
-            "[bold red]error:[/] int8 moves estimates too far from the float model's (over 1 year on "
-            "average, or over half a year in one direction); ship the float model"
+    report = export_model(runs, out, name=name, float16_weights=float16_weights, flip=flip,
+                          int8_data=calibration_data, int8_faces=calibration_faces,
+                          offset_data=age_offset_data)  # fmt: skip
+    console.print(f"parity with PyTorch on 8 random inputs: max abs difference {report.parity:.2e}")
+    if (change := report.quantization) is not None:
+        console.print(
+            f"int8 vs float on {change.faces} validation faces: estimates move by {change.mean_age_change:.2f} years "
+            f"on average (at most {change.max_age_change:.2f}; {change.mean_signed_change:+.2f} on balance); top "
+            f"class unchanged for {change.same_top_class:.1%}"
         )
-        raise typer.Exit(1)
-    atomic_write_bytes(out, int8_path.read_bytes())
+    if (offset := report.offset) is not None:
+        console.print(f"age offset {offset.years:+.2f} years, measured on {offset.faces} faces of {offset.source}: "
+                      f"MAE there {offset.mae_before:.3f} -> {offset.mae_after:.3f}")  # fmt: skip
+    meta = report.metadata
+    console.print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): {meta['model']}, bins {meta['bins']}")
 
 
 @app.command()

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import copy
 import io
+import tempfile
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
@@ -25,7 +28,12 @@ from faceage.detect import ALIGNMENT_VERSION
 from faceage.errors import FaceageError
 from faceage.models.transfer import fold_affine_layers
 from faceage.onnxfile import set_metadata
+from faceage.preprocessing import Preprocessing
 from faceage.train.module import AgeModule
+
+if TYPE_CHECKING:
+    from faceage.train.offset import AgeOffset
+    from faceage.train.quantize import QuantizationError
 
 
 class AveragedProbabilities(torch.nn.Module):
@@ -159,3 +167,51 @@ def parity(runs: Path | list[Path], onnx_path: Path, inputs: np.ndarray, flip: b
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     got = session.run(None, {"faces": inputs.astype(np.float32)})[0]
     return float(np.abs(expected - got).max())
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    metadata: dict  # as exported from the checkpoints (before int8 and the offset were added)
+    parity: float  # largest difference to PyTorch on 8 random inputs
+    quantization: QuantizationError | None  # with int8: how far it moved the estimates
+    offset: AgeOffset | None  # with an offset: the one measured and stored
+
+
+def export_model(runs: list[Path], out: Path, *, name: str | None = None, float16_weights: bool = False,
+                 flip: bool | None = None, int8_data: Path | None = None, int8_faces: int = 512,
+                 offset_data: Path | None = None) -> ExportReport:  # fmt: skip
+    """``faceage export``: the checkpoints to ONNX, checked against PyTorch, then optionally quantised to int8
+    (calibrated on ``int8_faces`` training faces of ``int8_data``) and given the age offset measured on the val faces
+    of ``offset_data``. Everything happens in a temporary folder: ``out`` is written only once every check passed."""
+    from faceage.train.offset import apply_age_offset
+    from faceage.train.quantize import calibration_faces, quantization_error, quantize_int8
+
+    if int8_data is not None and float16_weights:
+        raise FaceageError("choose --int8 or --float16-weights, not both (int8 weights are smaller still)")
+    quantization = offset = None
+    with tempfile.TemporaryDirectory() as tmp:
+        float_path, result = Path(tmp) / "float.onnx", Path(tmp) / "model.onnx"
+        metadata = export_onnx(runs, float_path, name=name, float16_weights=float16_weights, flip=flip)
+        size = metadata["preprocessing"]["input_size"]
+        inputs = np.random.default_rng(0).normal(0, 0.5, (8, 3, size, size)).astype(np.float32)
+        difference = parity(runs, float_path, inputs, flip=flip)
+        limit = 5e-3 if float16_weights else 1e-4  # float16 weights round at about 5e-4 relative
+        if difference > limit:
+            raise FaceageError(f"the exported model differs from its checkpoint by {difference:.2e}, over {limit}")
+        if int8_data is not None:
+            preprocessing = Preprocessing.from_dict(metadata["preprocessing"])
+            faces = calibration_faces(int8_data, preprocessing, {"train": int8_faces, "val": 512})
+            quantize_int8(float_path, result, faces["train"])
+            quantization = quantization_error(float_path, result, metadata, faces["val"])
+            if quantization.mean_age_change > 1.0 or abs(quantization.mean_signed_change) > 0.5:
+                raise FaceageError(
+                    f"int8 moves estimates too far from the float model's ({quantization.mean_age_change:.2f} years on "
+                    f"average, {quantization.mean_signed_change:+.2f} on balance; the limits are 1 and 0.5): ship "
+                    "the float model"
+                )
+        else:
+            float_path.rename(result)
+        if offset_data is not None:
+            offset = apply_age_offset(result, offset_data)
+        atomic_write_bytes(Path(out), result.read_bytes())
+    return ExportReport(metadata, difference, quantization, offset)
