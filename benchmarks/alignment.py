@@ -25,6 +25,7 @@ import onnxruntime as ort
 from PIL import Image
 from skimage.transform import SimilarityTransform
 
+import readme
 from faceage.bins import AgeBins
 from faceage.data.manifest import load_manifest
 from faceage.detect.align import template_points
@@ -121,7 +122,7 @@ def main() -> None:
         lines.append(f"| {label} | {mae:.2f} | {acc:.1%} |")
 
     text = (
-        "`python benchmarks/alignment.py` (the pretrained Cydral network, no fine-tuning):\n\n"
+        f"`python benchmarks/alignment.py` (the pretrained Cydral network, no fine-tuning; {readme.machine()}):\n\n"
         + "\n".join(lines)
         + "\n"
     )

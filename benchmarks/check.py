@@ -15,6 +15,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
+import readme
 from faceage.check import Calibration, calibration_path, screening_rates
 from faceage.evaluate.evaluation import evaluate, resolve_model, samples_from_data_dir
 from readme import publish
@@ -36,7 +37,8 @@ def main() -> None:
     calibration = Calibration.load(calibration_path(model_path))
     lines = [
         f"`python benchmarks/check.py`: `{result.metrics['model']['name']}` on the UTKFace test split "
-        f"({len(truth):,} faces; minors = the five years below the minimum age). A person passes when estimated at or "
+        f"({len(truth):,} faces; minors = the five years below the minimum age; {readme.machine()}). A person "
+        "passes when estimated at or "
         "above the challenge age N; everyone else is asked for ID.",
         "",
     ]

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from skimage import data
 
+import readme
 from faceage.detect import MTCNN, DetectorConfig
 from faceage.images import load_rgb
 from readme import publish
@@ -63,7 +64,7 @@ def main() -> None:
     text = (
         "`python benchmarks/detection_parity.py`: faceage's MTCNN (ONNX Runtime) against the reference `mtcnn` "
         f"package (TensorFlow), same thresholds; {len(rows)} images, {faces} reference faces, "
-        f"worst IoU {worst:.3f}.\n\n"
+        f"worst IoU {worst:.3f}; {readme.machine()}.\n\n"
         "| image | reference faces | faceage faces | lowest IoU |\n|---|---|---|---|\n" + "\n".join(rows) + "\n"
     )
     print(text)

@@ -18,6 +18,7 @@ import argparse
 import json
 from pathlib import Path
 
+import readme
 from faceage.check import Calibration, calibration_path
 from faceage.data.manifest import atomic_write_text, load_meta
 from faceage.evaluate.card import model_card
@@ -74,7 +75,8 @@ def main() -> None:
     intro = (
         "`python benchmarks/evaluation.py`: each shipped file through `faceage evaluate` on the val and test "
         "splits (stored aligned crops) and on the test split end to end (original photos → MTCNN → alignment → age "
-        'model); 95% bootstrap intervals; failures to process count as errors in "bin acc, all images".\n\n'
+        'model); 95% bootstrap intervals; failures to process count as errors in "bin acc, all images". On '
+        f"{readme.machine()}; the same figures on every CPU (golden outputs, `faceage selftest`).\n\n"
     )
     update_section("evaluation", intro + markdown_summary(list(results.values()), bands=False))
     print(f"wrote {html}, {summary} and the README's evaluation section")

@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+import readme
 from faceage.data.manifest import load_manifest
 from faceage.detect import DetectorConfig
 from faceage.evaluate.peer import originals
@@ -63,7 +64,7 @@ def main() -> None:
     large = float(np.mean([mae(w) for w in WIDTHS if w >= 64]))
     lines = [
         f"`python benchmarks/face_size.py`: {len(rows)} validation photos of UTKFace shrunk until the face box is W px "
-        f"wide; model `{estimator.name}`; detector looking for faces down to 12 px.",
+        f"wide; model `{estimator.name}`; detector looking for faces down to 12 px; {readme.machine()}.",
         "",
         "| face box width | faces found | MAE (years) | vs 64 px and above |",
         "|---|---|---|---|",

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 from pathlib import Path
 
+import readme
 from readme import update_section
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,7 +36,7 @@ def main() -> None:
                "--models", args.models, "--ensemble-seeds", args.ensemble_seeds,
                "--ensemble-models", args.ensemble_models, "--ensemble-sizes", args.ensemble_sizes]  # fmt: skip
     subprocess.run(command, check=True)
-    machine = f"{platform.machine()}, {os.cpu_count()} CPU cores, no GPU"
+    machine = f"{readme.machine()}, no GPU"
     table = with_shipped_row((args.out / "table.md").read_text(), args.shipped, args.out)
     bands = (args.out / "bands.md").read_text()
     text = (

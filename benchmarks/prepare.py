@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
+import readme
 from readme import publish
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,7 +56,7 @@ def main() -> None:
         ("bins", meta["bins"]),
     ]
     table = "| measure | value |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    machine = readme.machine(threads=args.workers)
     text = f"`python benchmarks/prepare.py` on {machine}:\n\n{table}\n"
     print(text)
     publish(text, "prepare.md", "prepare")

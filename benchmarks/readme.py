@@ -24,3 +24,15 @@ def publish(text: str, results_file: str, section: str | None = None) -> None:
     (RESULTS / results_file).write_text(text)
     if section is not None:
         update_section(section, text)
+
+
+def machine(threads: int | None = None) -> str:
+    """Where a figure was measured: the CPU with the instruction sets int8 kernels depend on (faceage.machine), the
+    threads the measured code used, Python and ONNX Runtime; printed with every table."""
+    import platform
+    from importlib.metadata import version
+
+    from faceage.machine import cpu_info
+
+    used = f", {threads} thread{'s' if threads != 1 else ''}" if threads is not None else ""
+    return f"{cpu_info().describe()}{used}, Python {platform.python_version()}, onnxruntime {version('onnxruntime')}"

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import io
 import os
-import platform
 import socket
 import statistics
 import subprocess
@@ -29,6 +28,7 @@ import numpy as np
 from PIL import Image
 from skimage import data
 
+import readme
 from readme import publish
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -132,8 +132,8 @@ def main() -> None:
     unexpected = [(k, s) for k, s, _ in results if s != kinds[k][1]]
     latencies = [ms for _, _, ms in results]
     lines = [
-        f"`python benchmarks/serve_load.py` on {platform.machine()}, {os.cpu_count()} cores, Python "
-        f"{platform.python_version()}: `faceage serve --workers {args.workers}` on 127.0.0.1, {len(results)} requests "
+        f"`python benchmarks/serve_load.py` on {readme.machine()}: `faceage serve --workers {args.workers}` on "
+        f"127.0.0.1, {len(results)} requests "
         f"from {args.clients} concurrent clients (times in ms, whole request as the client sees it):",
         "",
         "| upload | requests | expected status | unexpected statuses | p50 ms | p95 ms |",

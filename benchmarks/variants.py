@@ -15,6 +15,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
+import readme
 from faceage.evaluate.evaluation import evaluate, samples_from_data_dir
 from faceage.train.export import export_model
 from readme import publish
@@ -56,7 +57,7 @@ def main() -> None:
     text = (
         f"`python benchmarks/variants.py`: variants of the default exported the same way and measured by `faceage "
         f"evaluate` on the {len(samples.frame)} test images of `faceage prepare` (aligned crops; the offset is "
-        "measured on the val split):\n\n"
+        f"measured on the val split; {readme.machine()}):\n\n"
         "| variant | five-bin accuracy | MAE | mean signed error | age offset | file |\n|---|---|---|---|---|---|\n"
         + "\n".join(rows)
         + "\n"

@@ -1,18 +1,22 @@
-"""Export the package's two shipped models from training runs, calibrate them, then measure them.
+"""Make the package's two shipped models, calibrate them, store their golden outputs, then measure them.
 
     .venv/bin/python scripts/ship_models.py --runs runs/ladder/transfer-ema runs/ladder/transfer-ema-seed1 \\
         runs/ladder/transfer-ema-seed2 runs/ladder/transfer-ema-seed3 --data data/utk
+    .venv/bin/python scripts/ship_models.py --narrow-shipped --data data/utk
 
 - ``faceage-default.onnx``: the average of all the runs, int8, no flip averaging.
 - ``faceage-fast.onnx``: the run whose int8, no-flip export has the lowest MAE on the validation split: one pass of
   the network per face.
 
-Both go through `faceage export --int8 --age-offset-data` (parity with PyTorch for the float graph, then int8
-calibrated on training faces and compared with the float model on validation faces, then the age offset that lowers
-the absolute error measured on validation faces, faceage.train.offset), get their screening defaults from the
-validation split
-(`faceage calibrate`), and are measured by benchmarks/evaluation.py, which evaluates the *shipped files* and writes
-their model cards, the report and the README's evaluation section.
+With ``--runs`` both go through `faceage export --int8 --age-offset-data` (parity with PyTorch for the float graph,
+then int8 calibrated on training faces and compared with the float model on validation faces, this CPU's int8
+kernels compared with the graph as written, then the age offset that lowers the absolute error measured on validation
+faces, faceage.train.offset). ``--narrow-shipped`` instead rewrites the shipped files of an earlier faceage, whose
+int8 weights use the full ±127 range and saturate on CPUs without VNNI, with weights within ±64
+(faceage.train.quantize.narrow_int8_weights; the checkpoints behind them are not kept) and measures their age offset
+again. Then either way: screening defaults from the validation split (`faceage calibrate`), golden outputs on
+scikit-image's photos and on ``--photos`` (faceage.infer.golden), and benchmarks/evaluation.py, which evaluates the
+*shipped files* and writes their model cards, the report and the README's evaluation section.
 """
 
 from __future__ import annotations
@@ -24,39 +28,73 @@ import sys
 import tempfile
 from pathlib import Path
 
+import onnx
+
 from faceage.evaluate.evaluation import evaluate, samples_from_data_dir
+from faceage.infer.golden import store_golden
+from faceage.onnxfile import WEIGHT_LIMIT, read_metadata, update_metadata
+from faceage.train.offset import apply_age_offset
+from faceage.train.quantize import narrow_int8_weights
 from faceage.weights import DEFAULT_MODEL, FAST_MODEL
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=Path, nargs="+", required=True, help="training runs of one recipe (seeds)")
-    parser.add_argument("--data", type=Path, default=ROOT / "data" / "utk")
-    parser.add_argument("--name", default="faceage-utkface-transfer-ema")
-    args = parser.parse_args()
-
+def export_from_runs(runs: list[Path], data: Path, name: str) -> None:
     faceage = str(Path(sys.executable).parent / "faceage")
-    common = ["--no-flip", "--int8", "--calibration-data", str(args.data), "--age-offset-data", str(args.data)]
+    common = ["--no-flip", "--int8", "--calibration-data", str(data), "--age-offset-data", str(data)]
 
-    def export(runs: list[Path], name: str, out: Path) -> None:
-        subprocess.run([faceage, "export", *map(str, runs), *common, "--name", name, "--out", str(out)], check=True)
+    def export(members: list[Path], model_name: str, out: Path) -> None:
+        subprocess.run([faceage, "export", *map(str, members), *common, "--name", model_name, "--out", str(out)],
+                       check=True)  # fmt: skip
 
     with tempfile.TemporaryDirectory() as tmp:
         val_mae = {}
-        for i, run in enumerate(args.runs):
+        for i, run in enumerate(runs):
             candidate = Path(tmp) / f"candidate-{i}.onnx"
-            export([run], f"{args.name}-single-int8", candidate)
-            samples = samples_from_data_dir(args.data, "val")
-            result = evaluate(candidate, samples, Path(tmp) / f"val-{i}", n_resamples=10)
+            export([run], f"{name}-single-int8", candidate)
+            result = evaluate(candidate, samples_from_data_dir(data, "val"), Path(tmp) / f"val-{i}", n_resamples=10)
             val_mae[run] = result.metrics["headline"]["mae"]
         print("val MAE of each run, int8 without flip, with its age offset: "
               + ", ".join(f"{r}: {m:.3f}" for r, m in val_mae.items()))  # fmt: skip
-        best = min(args.runs, key=val_mae.get)
-        shutil.copyfile(Path(tmp) / f"candidate-{args.runs.index(best)}.onnx", FAST_MODEL)
-    export(args.runs, f"{args.name}-ensemble{len(args.runs)}-int8", DEFAULT_MODEL)
+        best = min(runs, key=val_mae.get)
+        shutil.copyfile(Path(tmp) / f"candidate-{runs.index(best)}.onnx", FAST_MODEL)
+    export(runs, f"{name}-ensemble{len(runs)}-int8", DEFAULT_MODEL)
+
+
+def narrow_shipped(data: Path) -> None:
     for path in (DEFAULT_MODEL, FAST_MODEL):
+        before = read_metadata(path).get("age_offset", {}).get("years", 0.0)
+        model = onnx.load(str(path))
+        changed = narrow_int8_weights(model)
+        onnx.save(model, str(path))
+        update_metadata(path, int8_weight_limit=WEIGHT_LIMIT)
+        offset = apply_age_offset(path, data)
+        print(
+            f"{path.name}: {changed} weight tensors narrowed to ±{WEIGHT_LIMIT}; age offset {offset.years:+.3f} "
+            f"years (was {before:+.3f})"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--runs", type=Path, nargs="+", help="training runs of one recipe (seeds)")
+    source.add_argument("--narrow-shipped", action="store_true", help="rewrite the shipped files' int8 weights")
+    parser.add_argument("--data", type=Path, default=ROOT / "data" / "utk")
+    parser.add_argument("--photos", type=Path, default=ROOT.parent / "shared" / "data" / "photos",
+                        help="photos whose answers are stored as golden outputs too")  # fmt: skip
+    parser.add_argument("--name", default="faceage-utkface-transfer-ema")
+    args = parser.parse_args()
+
+    if args.runs:
+        export_from_runs(args.runs, args.data, args.name)
+    else:
+        narrow_shipped(args.data)
+    faceage = str(Path(sys.executable).parent / "faceage")
+    for path in (DEFAULT_MODEL, FAST_MODEL):
+        golden = store_golden(path, args.photos if args.photos.is_dir() else None)
+        print(f"{path.name}: golden outputs for {sum(len(i['faces']) for i in golden['images'])} faces")
         subprocess.run([faceage, "calibrate", str(path), "--data", str(args.data), "--min-age", "18", "--min-age",
                         "21", "--max-minor-pass", "0.01"], check=True)  # fmt: skip
     subprocess.run([sys.executable, str(ROOT / "benchmarks" / "evaluation.py"), "--data", str(args.data)],

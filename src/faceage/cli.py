@@ -199,6 +199,51 @@ def models() -> None:
 
 @app.command()
 @friendly_errors
+def selftest(
+    model: Annotated[
+        list[str] | None, typer.Option("--model", "-m", help="Model(s) to check (default: both shipped models).")
+    ] = None,
+    photos: Annotated[
+        Path | None, typer.Option(help="Folder with the shipped models' reference photos (../shared/data/photos).")
+    ] = None,
+) -> None:
+    """Does this machine give the answers the model files were measured with? Runs each model on the images of its
+    golden outputs (reference answers computed with the model as written) and compares, within 0.2 years."""
+    import onnxruntime as ort
+
+    from faceage.infer.golden import AGE_TOLERANCE, check_golden, mismatch_cause
+    from faceage.machine import cpu_info
+    from faceage.onnxfile import weight_peak
+
+    console.print(f"CPU: {cpu_info().describe()}; ONNX Runtime {ort.__version__}")
+    table = Table(title="golden outputs: this machine against the stored reference")
+    for column in ("model", "images", "faces", "largest age change", "verdict"):
+        table.add_column(column)
+    reports = [check_golden(name, photos) for name in (model or ["default", "fast"])]
+    for report in reports:
+        verdict = "reproduced" if report.ok else "[bold red]DIFFERENT[/]"
+        table.add_row(report.model, str(len(report.images)), str(report.faces), f"{report.age_change:.3f} years",
+                      verdict)  # fmt: skip
+    console.print(table)
+    for report in reports:
+        if report.not_here:
+            console.print(f"{report.model}: {len(report.not_here)} stored photo(s) not checked (not in --photos): "
+                          + ", ".join(report.not_here))  # fmt: skip
+        for image in report.images:
+            if not image.ok:
+                console.print(f"{report.model} · {image.image}: {image.problem}")
+    failed = [report for report in reports if not report.ok]
+    if failed:
+        for report in failed:
+            err_console.print(f"[bold red]{report.model} does not reproduce its reference answers on this machine:"
+                              f"[/] {mismatch_cause(weight_peak(report.path))}")  # fmt: skip
+        raise typer.Exit(1)
+    console.print(f"this machine reproduces every stored answer within {AGE_TOLERANCE} years: the figures measured "
+                  "with these files hold here")  # fmt: skip
+
+
+@app.command()
+@friendly_errors
 def train(
     data_dir: Annotated[Path, typer.Argument(help="Folder written by 'faceage prepare'.")],
     model: Annotated[str, typer.Option("--model", "-m", help="Registry name (see 'faceage models').")],
@@ -328,10 +373,16 @@ def export(
             f"on average (at most {change.max_age_change:.2f}; {change.mean_signed_change:+.2f} on balance); top "
             f"class unchanged for {change.same_top_class:.1%}"
         )
+    if (kernels := report.kernels) is not None:
+        console.print(
+            f"int8 kernels of this CPU vs the int8 graph as written: {kernels.mean_change:.3f} years on average (99% "
+            f"within {kernels.p99_change:.3f}); weights within ±{kernels.weight_peak}: the same answer on every CPU"
+        )
     if (offset := report.offset) is not None:
         console.print(f"age offset {offset.years:+.2f} years, measured on {offset.faces} faces of {offset.source}: "
                       f"MAE there {offset.mae_before:.3f} -> {offset.mae_after:.3f}")  # fmt: skip
     meta = report.metadata
+    console.print(f"golden outputs stored for {report.golden_faces} faces ('faceage selftest --model {out}')")
     console.print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): {meta['model']}, bins {meta['bins']}")
 
 

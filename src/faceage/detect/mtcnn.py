@@ -25,6 +25,7 @@ import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
 from faceage.errors import FaceageError, WeightsError
+from faceage.onnxfile import open_session
 
 
 @dataclass(frozen=True)
@@ -219,17 +220,9 @@ def build_onet() -> bytes:
     return g.model(outputs, (48, 48))
 
 
-def _session(model_bytes: bytes, threads: int) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
-
-
 @cache
 def _networks(threads: int) -> tuple[ort.InferenceSession, ort.InferenceSession, ort.InferenceSession]:
-    return _session(build_pnet(), threads), _session(build_rnet(), threads), _session(build_onet(), threads)
+    return open_session(build_pnet(), threads), open_session(build_rnet(), threads), open_session(build_onet(), threads)
 
 
 # ----------------------------------------------------------------------------------------------------------------

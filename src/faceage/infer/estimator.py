@@ -15,14 +15,13 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import onnxruntime as ort
 
 from faceage.bins import AgeBins
 from faceage.detect import ALIGNMENT_VERSION, MTCNN, SAME_ALIGNMENT, Detection, DetectorConfig, align_face
 from faceage.distribution import age_interval, expected_age
 from faceage.errors import FaceageError, WeightsError
 from faceage.images import DEFAULT_MAX_PIXELS, load_rgb
-from faceage.onnxfile import read_metadata
+from faceage.onnxfile import open_session, read_metadata
 from faceage.preprocessing import Preprocessing
 from faceage.weights import model_path
 
@@ -76,10 +75,12 @@ class ModelFile:
 
 class AgeEstimator:
     """Age estimates for every face in a photo. ``model``: "default" (None) or "fast" for a model shipped in the
-    package, or an ONNX file from ``faceage export``."""
+    package, or an ONNX file from ``faceage export``. ``reference=True`` runs the age model as written, without ONNX
+    Runtime's graph optimisations: the CPU-independent answer that golden outputs are computed with (slower)."""
 
     def __init__(self, model: str | Path | None = None, bins: str | AgeBins | None = None, threads: int = 1,
-                 detector: DetectorConfig | None = None, max_pixels: int = DEFAULT_MAX_PIXELS):  # fmt: skip
+                 detector: DetectorConfig | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
+                 reference: bool = False):  # fmt: skip
         self.model = ModelFile.load(model_path(model))
         meta = self.model.metadata
         self.preprocessing = Preprocessing.from_dict(meta["preprocessing"])
@@ -87,11 +88,7 @@ class AgeEstimator:
         self.bins = AgeBins.parse(bins) if isinstance(bins, str) else (bins or self.model_bins)
         if meta["head"] == "bins" and self.bins != self.model_bins:
             raise FaceageError(f"this model predicts the bins {self.model_bins}; it cannot answer in other bins")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        self.session = ort.InferenceSession(str(self.model.path), options, providers=["CPUExecutionProvider"])
+        self.session = open_session(self.model.path, threads, reference=reference)
         self.detector = MTCNN(detector or DetectorConfig(threads=threads))
         self.max_pixels = max_pixels
 

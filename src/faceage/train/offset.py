@@ -14,14 +14,14 @@ and the bin probabilities stay one consistent answer.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
 from faceage.errors import FaceageError
-from faceage.onnxfile import probabilities, read_metadata, update_metadata
+from faceage.onnxfile import open_session, probabilities, read_metadata, update_metadata
 from faceage.preprocessing import Preprocessing
 
 SPLIT = "val"
@@ -59,8 +59,9 @@ def measure_age_offset(model: Path, data_dir: Path, min_faces: int = MIN_FACES) 
     if len(faces.ages) < min_faces:
         raise FaceageError(f"{data_dir}: {len(faces.ages)} {SPLIT} faces are too few to measure an age offset "
                            f"(at least {min_faces}: the median of fewer errors is off by a year or more)")  # fmt: skip
-    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
-    probs = probabilities(session, faces.images, prepare=preprocessing.normalize)
+    # computed as written (int8 included): the offset is then the same whichever CPU measures it
+    probs = probabilities(open_session(model, threads=os.cpu_count() or 1, reference=True), faces.images,
+                          prepare=preprocessing.normalize)  # fmt: skip
     estimate, truth = probs @ np.arange(probs.shape[1]), faces.ages.astype(np.float64)
     years = float(np.median(truth - estimate))
     return AgeOffset(years, len(truth), float(np.abs(estimate - truth).mean()),

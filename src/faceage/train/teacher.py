@@ -13,11 +13,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 import torch
 
 from faceage.errors import FaceageError
 from faceage.infer.estimator import ModelFile
+from faceage.onnxfile import open_session
 from faceage.preprocessing import Preprocessing
 
 
@@ -38,10 +38,7 @@ class Teacher:
                 f"{path} reads faces as {teacher_preprocessing}, the student as {student_preprocessing}; "
                 "a teacher must take the same input (choose a student model with the teacher's preprocessing)"
             )
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or torch.get_num_threads()
-        options.log_severity_level = 3
-        self.session = ort.InferenceSession(str(self.model.path), options, providers=["CPUExecutionProvider"])
+        self.session = open_session(self.model.path, threads or torch.get_num_threads())
 
     @property
     def name(self) -> str:

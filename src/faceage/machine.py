@@ -1,0 +1,92 @@
+"""The CPU a result was measured on: model name, the instruction sets int8 kernels depend on, core count.
+
+ONNX Runtime picks its int8 and float kernels by instruction set (AVX2, AVX-512, VNNI on x86; NEON and dot-product
+instructions on ARM), so speed, and for badly quantised files even the answer, depends on the CPU. Every benchmark
+table and ``faceage selftest`` print :func:`cpu_info` beside their figures. Reads ``/proc/cpuinfo`` (Linux) or
+``sysctl`` (macOS); elsewhere only the architecture is known. Standard library only.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from dataclasses import dataclass
+from functools import cache
+
+# flag in /proc/cpuinfo → how it is printed; the instruction sets that change int8 kernels
+X86_FLAGS = {
+    "avx2": "AVX2",
+    "avx512f": "AVX-512",
+    "avx512bw": "AVX-512BW",
+    "avx512_vnni": "AVX-512 VNNI",
+    "avx_vnni": "AVX-VNNI",
+    "amx_int8": "AMX-INT8",
+}
+ARM_FLAGS = {"asimd": "NEON", "asimddp": "dot product", "i8mm": "int8 matrix multiply"}
+VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+
+
+@dataclass(frozen=True)
+class CpuInfo:
+    model: str
+    architecture: str  # platform.machine(): x86_64, aarch64, arm64, ...
+    flags: frozenset[str]  # the relevant ones only (keys of X86_FLAGS / ARM_FLAGS)
+    cores: int
+
+    @property
+    def x86(self) -> bool:
+        return self.architecture.lower() in {"x86_64", "amd64", "i386", "i686"}
+
+    @property
+    def vnni(self) -> bool:
+        """8-bit dot-product instructions on x86 (int8 kernels that cannot saturate)."""
+        return any(flag in self.flags for flag in VNNI_FLAGS)
+
+    @property
+    def instruction_sets(self) -> str:
+        names = {**X86_FLAGS, **ARM_FLAGS}
+        found = [names[flag] for flag in names if flag in self.flags]
+        if self.x86 and not self.vnni:
+            found.append("no VNNI")
+        return ", ".join(found) or "no SIMD flags read"
+
+    def describe(self) -> str:
+        """One line for a table's caption, e.g. 'AMD EPYC (x86_64: AVX2, AVX-512, AVX-512 VNNI), 2 cores'."""
+        return f"{self.model} ({self.architecture}: {self.instruction_sets}), {self.cores} cores"
+
+
+@cache
+def cpu_info() -> CpuInfo:
+    architecture = platform.machine() or "unknown"
+    model, flags = _read_linux() or _read_macos() or (platform.processor() or architecture, set())
+    wanted = set(X86_FLAGS) | set(ARM_FLAGS)
+    return CpuInfo(model.strip() or architecture, architecture, frozenset(flags & wanted), os.cpu_count() or 1)
+
+
+def _read_linux() -> tuple[str, set[str]] | None:
+    try:
+        text = open("/proc/cpuinfo", encoding="utf-8", errors="replace").read()
+    except OSError:
+        return None
+    model, flags = "", set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip().lower()
+        if key in {"model name", "hardware", "cpu model"} and not model:
+            model = value.strip()
+        elif key in {"flags", "features"} and not flags:
+            flags = set(value.split())
+    return model, flags
+
+
+def _read_macos() -> tuple[str, set[str]] | None:
+    if platform.system() != "Darwin":
+        return None
+    try:
+        model = subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True, text=True,
+                               timeout=5).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    flags = {"asimd", "asimddp"} if platform.machine() == "arm64" else set()  # every Apple silicon core has both
+    return model, flags

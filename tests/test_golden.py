@@ -1,0 +1,122 @@
+"""Golden outputs: the shipped models give their stored reference answers on this CPU; the check catches what it
+must (a changed answer, full-range int8 weights), and `faceage selftest` tells users."""
+
+import shutil
+
+import numpy as np
+import onnx
+import pytest
+from typer.testing import CliRunner
+
+from faceage.cli import app
+from faceage.infer.golden import AGE_TOLERANCE, builtin_images, check_golden, mismatch_cause, store_golden
+from faceage.machine import cpu_info
+from faceage.onnxfile import WEIGHT_LIMIT, read_metadata, update_metadata, weight_peak
+from faceage.weights import SHIPPED_MODELS
+from tests.conftest import PHOTOS
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED_MODELS))
+def test_shipped_model_reproduces_its_golden_outputs_on_this_cpu(name):
+    photos = PHOTOS if PHOTOS.is_dir() else None
+    report = check_golden(name, photos)
+    problems = [f"{image.image}: {image.problem}" for image in report.images if not image.ok]
+    assert report.ok, f"on {cpu_info().describe()}: " + "; ".join(problems)
+    assert report.faces >= len(builtin_images())
+    if photos is not None:  # every stored photo is there and was checked: 21 faces more
+        assert not report.not_here and report.faces >= len(builtin_images()) + 21
+    assert report.age_change <= AGE_TOLERANCE
+
+
+@pytest.mark.parametrize("path", sorted(SHIPPED_MODELS.values()), ids=sorted(SHIPPED_MODELS))
+def test_shipped_int8_weights_fit_every_cpu(path):
+    assert 0 < weight_peak(path) <= WEIGHT_LIMIT
+    assert read_metadata(path)["golden"]["computed_with"].startswith("age model run as written")
+
+
+def test_a_changed_answer_is_caught_and_named(tmp_path):
+    path = tmp_path / "changed.onnx"
+    shutil.copyfile(SHIPPED_MODELS["fast"], path)
+    golden = read_metadata(path)["golden"]
+    golden["images"][0]["faces"][0]["age"] += 0.5
+    update_metadata(path, golden=golden)
+    report = check_golden(path)
+    assert not report.ok
+    (bad,) = [image for image in report.images if not image.ok]
+    assert bad.image == golden["images"][0]["image"] and "age moved by 0.500" in bad.problem
+
+
+def test_a_file_without_golden_outputs_says_how_to_get_them(tiny_onnx, tmp_path):
+    from faceage.errors import FaceageError
+
+    path = tmp_path / "plain.onnx"
+    shutil.copyfile(tiny_onnx, path)
+    meta = read_metadata(path)
+    meta.pop("golden", None)
+    model = onnx.load(str(path))
+    from faceage.onnxfile import set_metadata
+
+    set_metadata(model, meta)
+    onnx.save(model, str(path))
+    with pytest.raises(FaceageError, match="faceage export"):
+        check_golden(path)
+    golden = store_golden(path)
+    assert [image["image"] for image in golden["images"]] == list(builtin_images())
+    assert check_golden(path).ok
+
+
+def test_full_range_int8_weights_are_narrowed_and_named_as_the_cause(tiny_onnx, prepared_subset, tmp_path):
+    """An int8 file as earlier faceage versions wrote it (weights up to ±127): narrowed to ±64 it answers as before,
+    within quantisation noise, and this machine's kernels agree with it as written."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    from faceage.preprocessing import Preprocessing
+    from faceage.train.quantize import calibration_faces, kernel_agreement, narrow_int8_weights
+
+    meta = read_metadata(tiny_onnx)
+    faces = calibration_faces(prepared_subset, Preprocessing.from_dict(meta["preprocessing"]), {"train": 32, "val": 64})
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter([{"faces": faces["train"]}])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    full = tmp_path / "full-range.onnx"
+    quantize_static(str(tiny_onnx), str(full), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    op_types_to_quantize=["Conv"])  # fmt: skip
+    assert weight_peak(full) == 127
+    assert "±127" in mismatch_cause(weight_peak(full))
+    model = onnx.load(str(full))
+    assert narrow_int8_weights(model) > 0
+    narrowed = tmp_path / "narrowed.onnx"
+    onnx.save(model, str(narrowed))
+    assert weight_peak(narrowed) == WEIGHT_LIMIT
+    assert narrow_int8_weights(onnx.load(str(narrowed))) == 0  # nothing left to do
+    agreement = kernel_agreement(narrowed, meta, faces["val"])
+    assert agreement.agrees and agreement.weight_peak == WEIGHT_LIMIT
+    from faceage.onnxfile import open_session, probabilities
+    from faceage.train.quantize import expected_ages
+
+    before, after = (expected_ages(probabilities(open_session(p, reference=True), faces["val"]), meta)
+                     for p in (full, narrowed))  # fmt: skip
+    assert np.abs(before - after).mean() < 0.5  # one more bit of weight rounding, not another model
+
+
+def test_selftest_says_this_machine_reproduces_the_shipped_answers():
+    result = CliRunner().invoke(app, ["selftest"] + (["--photos", str(PHOTOS)] if PHOTOS.is_dir() else []))
+    assert result.exit_code == 0, result.output
+    assert cpu_info().model in result.output and "reproduces every stored answer" in result.output
+
+
+def test_selftest_fails_loudly_on_a_changed_answer(tmp_path):
+    path = tmp_path / "changed.onnx"
+    shutil.copyfile(SHIPPED_MODELS["fast"], path)
+    golden = read_metadata(path)["golden"]
+    golden["images"][1]["faces"][0]["age"] -= 1.0
+    update_metadata(path, golden=golden)
+    result = CliRunner().invoke(app, ["selftest", "--model", str(path)])
+    assert result.exit_code == 1 and "DIFFERENT" in result.output and "does not reproduce" in result.output
+    assert "Traceback" not in result.output
