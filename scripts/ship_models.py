@@ -2,19 +2,19 @@
 
     .venv/bin/python scripts/ship_models.py --runs runs/ladder/transfer-ema runs/ladder/transfer-ema-seed1 \\
         runs/ladder/transfer-ema-seed2 runs/ladder/transfer-ema-seed3 --data data/utk
-    .venv/bin/python scripts/ship_models.py --narrow-shipped --data data/utk
+    .venv/bin/python scripts/ship_models.py --weights-only-shipped --data data/utk
 
 - ``faceage-default.onnx``: the average of all the runs, int8, no flip averaging.
 - ``faceage-fast.onnx``: the run whose int8, no-flip export has the lowest MAE on the validation split: one pass of
   the network per face.
 
 With ``--runs`` both go through `faceage export --int8 --age-offset-data` (parity with PyTorch for the float graph,
-then int8 calibrated on training faces and compared with the float model on validation faces, this CPU's int8
-kernels compared with the graph as written, then the age offset that lowers the absolute error measured on validation
-faces, faceage.train.offset). ``--narrow-shipped`` instead rewrites the shipped files of an earlier faceage, whose
-int8 weights use the full ±127 range and saturate on CPUs without VNNI, with weights within ±64
-(faceage.train.quantize.narrow_int8_weights; the checkpoints behind them are not kept) and measures their age offset
-again. Then either way: screening defaults from the validation split (`faceage calibrate`), golden outputs on
+then int8 weights compared with the float model on validation faces, this CPU's run compared with the graph as
+written, then the age offset that lowers the absolute error measured on validation faces, faceage.train.offset).
+``--weights-only-shipped`` instead rewrites the shipped files of an earlier faceage, which computed in int8 and gave
+other answers on other CPUs, as the same int8 weights with float arithmetic
+(faceage.train.quantize.weights_only_from_qdq; the checkpoints behind them are not kept), and measures their age
+offset again. Then either way: screening defaults from the validation split (`faceage calibrate`), golden outputs on
 scikit-image's photos and on ``--photos`` (faceage.infer.golden), and benchmarks/evaluation.py, which evaluates the
 *shipped files* and writes their model cards, the report and the README's evaluation section.
 """
@@ -30,11 +30,12 @@ from pathlib import Path
 
 import onnx
 
+from faceage.data.manifest import atomic_write_bytes
 from faceage.evaluate.evaluation import evaluate, samples_from_data_dir
 from faceage.infer.golden import store_golden
-from faceage.onnxfile import WEIGHT_LIMIT, read_metadata, update_metadata
+from faceage.onnxfile import read_metadata, update_metadata
 from faceage.train.offset import apply_age_offset
-from faceage.train.quantize import narrow_int8_weights
+from faceage.train.quantize import weights_only_from_qdq
 from faceage.weights import DEFAULT_MODEL, FAST_MODEL
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,25 +63,25 @@ def export_from_runs(runs: list[Path], data: Path, name: str) -> None:
     export(runs, f"{name}-ensemble{len(runs)}-int8", DEFAULT_MODEL)
 
 
-def narrow_shipped(data: Path) -> None:
+def weights_only_shipped(data: Path) -> None:
     for path in (DEFAULT_MODEL, FAST_MODEL):
         before = read_metadata(path).get("age_offset", {}).get("years", 0.0)
         model = onnx.load(str(path))
-        changed = narrow_int8_weights(model)
-        onnx.save(model, str(path))
-        update_metadata(path, int8_weight_limit=WEIGHT_LIMIT)
+        removed = weights_only_from_qdq(model)
+        onnx.checker.check_model(model)
+        atomic_write_bytes(path, model.SerializeToString())
+        update_metadata(path, int8_arithmetic=False)
         offset = apply_age_offset(path, data)
-        print(
-            f"{path.name}: {changed} weight tensors narrowed to ±{WEIGHT_LIMIT}; age offset {offset.years:+.3f} "
-            f"years (was {before:+.3f})"
-        )
+        print(f"{path.name}: {removed} quantised activations back to float; age offset {offset.years:+.3f} years "
+              f"(was {before:+.3f})")  # fmt: skip
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--runs", type=Path, nargs="+", help="training runs of one recipe (seeds)")
-    source.add_argument("--narrow-shipped", action="store_true", help="rewrite the shipped files' int8 weights")
+    source.add_argument("--weights-only-shipped", action="store_true",
+                        help="rewrite the shipped files as int8 weights with float arithmetic")  # fmt: skip
     parser.add_argument("--data", type=Path, default=ROOT / "data" / "utk")
     parser.add_argument("--photos", type=Path, default=ROOT.parent / "shared" / "data" / "photos",
                         help="photos whose answers are stored as golden outputs too")  # fmt: skip
@@ -90,7 +91,7 @@ def main() -> None:
     if args.runs:
         export_from_runs(args.runs, args.data, args.name)
     else:
-        narrow_shipped(args.data)
+        weights_only_shipped(args.data)
     faceage = str(Path(sys.executable).parent / "faceage")
     for path in (DEFAULT_MODEL, FAST_MODEL):
         golden = store_golden(path, args.photos if args.photos.is_dir() else None)

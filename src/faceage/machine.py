@@ -1,9 +1,11 @@
 """The CPU a result was measured on: model name, the instruction sets int8 kernels depend on, core count.
 
 ONNX Runtime picks its int8 and float kernels by instruction set (AVX2, AVX-512, VNNI on x86; NEON and dot-product
-instructions on ARM), so speed, and for badly quantised files even the answer, depends on the CPU. Every benchmark
-table and ``faceage selftest`` print :func:`cpu_info` beside their figures. Reads ``/proc/cpuinfo`` (Linux) or
-``sysctl`` (macOS); elsewhere only the architecture is known. Standard library only.
+instructions on ARM), so speed, and for files that compute in int8 even the answer, depends on the CPU. Every
+benchmark table and ``faceage selftest`` print :func:`cpu_info` beside their figures. The instruction sets are the ones
+this process sees (NumPy's run-time CPU detection, the same CPUID that ONNX Runtime reads), so an emulated or masked
+CPU (qemu, some VMs) is described as the kernels see it; the model name and the flags NumPy does not know (AVX-VNNI,
+AMX) come from ``/proc/cpuinfo`` (Linux) or ``sysctl`` (macOS).
 """
 
 from __future__ import annotations
@@ -25,14 +27,18 @@ X86_FLAGS = {
 }
 ARM_FLAGS = {"asimd": "NEON", "asimddp": "dot product", "i8mm": "int8 matrix multiply"}
 VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+# NumPy's names for what it detects at run time → /proc/cpuinfo's
+NUMPY_FLAGS = {"AVX2": "avx2", "AVX512F": "avx512f", "AVX512BW": "avx512bw", "AVX512VNNI": "avx512_vnni",
+               "ASIMD": "asimd", "ASIMDDP": "asimddp"}  # fmt: skip
 
 
 @dataclass(frozen=True)
 class CpuInfo:
     model: str
     architecture: str  # platform.machine(): x86_64, aarch64, arm64, ...
-    flags: frozenset[str]  # the relevant ones only (keys of X86_FLAGS / ARM_FLAGS)
+    flags: frozenset[str]  # the relevant ones only (keys of X86_FLAGS / ARM_FLAGS), as this process sees them
     cores: int
+    emulated: bool = False  # /proc/cpuinfo lists other instruction sets than this process sees (emulation, masking)
 
     @property
     def x86(self) -> bool:
@@ -53,15 +59,30 @@ class CpuInfo:
 
     def describe(self) -> str:
         """One line for a table's caption, e.g. 'AMD EPYC (x86_64: AVX2, AVX-512, AVX-512 VNNI), 2 cores'."""
-        return f"{self.model} ({self.architecture}: {self.instruction_sets}), {self.cores} cores"
+        seen = " as this process sees it (emulated or masked)" if self.emulated else ""
+        return f"{self.model}{seen} ({self.architecture}: {self.instruction_sets}), {self.cores} cores"
 
 
 @cache
 def cpu_info() -> CpuInfo:
     architecture = platform.machine() or "unknown"
-    model, flags = _read_linux() or _read_macos() or (platform.processor() or architecture, set())
-    wanted = set(X86_FLAGS) | set(ARM_FLAGS)
-    return CpuInfo(model.strip() or architecture, architecture, frozenset(flags & wanted), os.cpu_count() or 1)
+    model, listed = _read_linux() or _read_macos() or (platform.processor() or architecture, set())
+    listed &= set(X86_FLAGS) | set(ARM_FLAGS)
+    seen = _seen_by_numpy()
+    if seen is None:
+        return CpuInfo(model.strip() or architecture, architecture, frozenset(listed), os.cpu_count() or 1)
+    known = set(NUMPY_FLAGS.values())
+    emulated = bool(listed) and (listed & known) != seen
+    extra = set() if emulated else listed - known  # AVX-VNNI, AMX, i8mm: trusted only when the rest agrees
+    return CpuInfo(model.strip() or architecture, architecture, frozenset(seen | extra), os.cpu_count() or 1, emulated)
+
+
+def _seen_by_numpy() -> set[str] | None:
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__ as features
+    except ImportError:  # NumPy's private module moved: fall back on /proc/cpuinfo alone
+        return None
+    return {ours for theirs, ours in NUMPY_FLAGS.items() if features.get(theirs)}
 
 
 def _read_linux() -> tuple[str, set[str]] | None:

@@ -182,19 +182,24 @@ def check_golden(model: str | Path | None = None, photos: Path | None = None, th
     return GoldenReport(estimator.name, estimator.model.path, golden.get("computed_with", ""), checks, missing)
 
 
-def mismatch_cause(weight_peak: int) -> str:
-    """Why this machine's answers for a file with int8 weights up to ±``weight_peak`` differ from the reference, as
-    far as it can be told from here."""
+def mismatch_cause(model: Path) -> str:
+    """Why this machine's answers for the file ``model`` may differ from its reference, as far as it can be told."""
+    import onnx
+
     from faceage.machine import cpu_info
-    from faceage.onnxfile import WEIGHT_LIMIT
+    from faceage.onnxfile import WEIGHT_LIMIT, weight_peak
 
     cpu = cpu_info()
-    if weight_peak > WEIGHT_LIMIT and cpu.x86 and not cpu.vnni:
-        return (f"the file's int8 weights reach ±{weight_peak} and this CPU ({cpu.describe()}) has no VNNI: ONNX "
-                "Runtime's U8S8 kernels add pairs of products into a saturating int16 here; re-export the model "
-                f"with this faceage ('faceage export ... --int8' keeps weights within ±{WEIGHT_LIMIT})")  # fmt: skip
-    if weight_peak > WEIGHT_LIMIT:
-        return (f"the file's int8 weights reach ±{weight_peak} (over ±{WEIGHT_LIMIT}), which saturates on CPUs "
-                "without VNNI; re-export the model with this faceage")  # fmt: skip
-    return (f"this machine's ONNX Runtime kernels ({cpu.describe()}) compute other values than the model as "
-            "written; please report it with the output of 'faceage selftest'")  # fmt: skip
+    graph = onnx.load(str(model), load_external_data=False).graph
+    if not any(node.op_type == "QuantizeLinear" for node in graph.node):
+        return (f"this machine's ONNX Runtime ({cpu.describe()}) computes other values than the model as written; "
+                "please report it with the output of 'faceage selftest'")  # fmt: skip
+    peak = weight_peak(model)
+    if peak > WEIGHT_LIMIT and cpu.x86 and not cpu.vnni:
+        return (f"the file computes in int8 with weights up to ±{peak}, and this CPU ({cpu.describe()}) has no "
+                "VNNI: ONNX Runtime's U8S8 kernels add pairs of products into a saturating int16 here; export the "
+                "model again with this faceage (int8 weights, float arithmetic: the same answer on every "
+                "CPU)")  # fmt: skip
+    return (f"the file computes in int8 (quantised activations), whose answer jumps when a face crop changes by one "
+            f"grey level, and the detector's float arithmetic differs slightly between CPUs ({cpu.describe()} "
+            "here); export the model again with this faceage (int8 weights, float arithmetic)")  # fmt: skip

@@ -179,10 +179,11 @@ class ExportReport:
 def export_model(runs: list[Path], out: Path, *, name: str | None = None, float16_weights: bool = False,
                  flip: bool | None = None, int8_data: Path | None = None, int8_faces: int = 512,
                  offset_data: Path | None = None) -> ExportReport:  # fmt: skip
-    """``faceage export``: the checkpoints to ONNX, checked against PyTorch, then optionally quantised to int8
-    (calibrated on ``int8_faces`` training faces of ``int8_data``) and given the age offset measured on the val faces
-    of ``offset_data``; last, the file's golden outputs are computed and stored (:mod:`faceage.infer.golden`).
-    Everything happens in a temporary folder: ``out`` is written only once every check passed."""
+    """``faceage export``: the checkpoints to ONNX, checked against PyTorch, then optionally given int8 weights
+    (float arithmetic; checked on ``int8_faces`` validation faces of ``int8_data``) and the age offset measured on
+    the val faces of ``offset_data``; last, the file's golden outputs are computed and stored
+    (:mod:`faceage.infer.golden`). Everything happens in a temporary folder: ``out`` is written only once every check
+    passed."""
     from faceage.infer.golden import store_golden
     from faceage.train.offset import apply_age_offset
     from faceage.train.quantize import (
@@ -208,8 +209,8 @@ def export_model(runs: list[Path], out: Path, *, name: str | None = None, float1
             raise FaceageError(f"the exported model differs from its checkpoint by {difference:.2e}, over {limit}")
         if int8_data is not None:
             preprocessing = Preprocessing.from_dict(metadata["preprocessing"])
-            faces = calibration_faces(int8_data, preprocessing, {"train": int8_faces, "val": 512})
-            quantize_int8(float_path, result, faces["train"])
+            faces = calibration_faces(int8_data, preprocessing, {"val": int8_faces})
+            quantize_int8(float_path, result)
             quantization = quantization_error(float_path, result, metadata, faces["val"])
             if quantization.mean_age_change > 1.0 or abs(quantization.mean_signed_change) > 0.5:
                 raise FaceageError(
@@ -220,8 +221,8 @@ def export_model(runs: list[Path], out: Path, *, name: str | None = None, float1
             kernels = kernel_agreement(result, metadata, faces["val"])
             if not kernels.agrees:
                 raise FaceageError(
-                    f"this machine's int8 kernels move the estimates of the int8 file by {kernels.mean_change:.2f} "
-                    f"years on average from the same file computed as written (99% within {kernels.p99_change:.2f}; "
+                    f"this machine's ONNX Runtime moves the estimates of the int8 file by {kernels.mean_change:.3f} "
+                    f"years on average from the same file computed as written (99% within {kernels.p99_change:.3f}; "
                     f"the limits are {KERNEL_MEAN_LIMIT} and {KERNEL_P99_LIMIT}): {kernels.cause()}"
                 )
         else:

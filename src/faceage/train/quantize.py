@@ -1,26 +1,33 @@
-"""8-bit models: ``faceage export RUN --int8 --calibration-data DATA`` (ONNX Runtime static quantisation).
+"""Int8 weights: ``faceage export RUN --int8 --calibration-data DATA``.
 
-The convolutions, where the time goes, become int8: weights with one scale per output channel, input activations
-uint8 with ranges measured on training faces of DATA (min/max over ``calibration_faces`` faces). The head and the
-softmax stay float: quantising the probabilities to 1/255 steps drops the thin tail of old ages and pulled every
-estimate down by 0.7 years when we tried it.
+Each convolution's weights are stored as int8, one scale per output channel (symmetric, ±127), and turned back into
+float32 by a ``Cast`` and a ``Mul`` that ONNX Runtime folds into constants when it loads the file: the network then
+computes in float32. The file is a quarter of the float file's size, runs at the float model's speed, and gives the
+same answer on every CPU (float rounding only: under 0.001 years per face between an AVX-512 VNNI machine and an
+emulated AVX2-only one, README "The same answer on every CPU"). The val faces of DATA measure how far the int8
+weights move the estimates from the float model's (:func:`quantization_error`); export refuses a file that moves them
+by more than a year on average or half a year on balance.
 
-**The same answer on every CPU.** ONNX Runtime's x86 int8 kernels for CPUs without 8-bit dot-product instructions
-(AVX2 and AVX-512 without VNNI) multiply uint8 activations by int8 weights with ``vpmaddubsw``, which adds each pair of
-products into a *saturating* int16: with weights up to ±127 a pair can reach 2·255·127 = 64,770 and is clipped to
-32,767. Files whose weights use the full int8 range therefore give other estimates on such CPUs (2-5 years per face
-for our models) than on CPUs with VNNI or on ARM, where the sums are exact. Weights here are quantised to 7 bits
-(``reduce_range``: |w| ≤ :data:`WEIGHT_LIMIT` = 64, so a pair stays within 2·255·64 = 32,640), the remedy ONNX
-Runtime's quantisation documentation gives; every kernel then computes the same integers. Export checks it twice
-against references that do not depend on the CPU: :func:`quantization_error` compares the int8 graph computed as
-written (graph optimisations off, :func:`faceage.onnxfile.open_session` with ``reference=True``) with the float model,
-and :func:`kernel_agreement` compares this machine's fused int8 kernels with that reference and refuses the file,
-naming the cause, when they disagree.
+Why not int8 *arithmetic* (activations quantised too: ONNX Runtime's static QDQ quantisation, which faceage shipped
+until version 0.1.0's files were rewritten), measured on the shipped models:
+
+1. ONNX Runtime's x86 int8 kernels for CPUs without 8-bit dot-product instructions (AVX2, AVX-512 without VNNI)
+   multiply uint8 activations by int8 weights with ``vpmaddubsw``, which adds each pair of products into a
+   *saturating* int16; with weights up to ±127 a pair reaches 2·255·127 = 64,770 and is clipped: estimates moved by
+   2-5 years per face on such CPUs. Weights within ±64 (:data:`faceage.onnxfile.WEIGHT_LIMIT`) make every kernel
+   compute the same integers.
+2. Even then the answer is not the same everywhere: a quantised network's output jumps when its input changes by one
+   grey level in a few pixels (one rounding flip after the first convolution spread to 1,215 of the 2,304 values of
+   the last block and moved an estimate by 0.56 years), and MTCNN's float arithmetic differs slightly between
+   CPUs (landmarks by up to 0.005 px, so a few crop pixels by one level): end to end, estimates moved by up to 1.2
+   years per face between the two machines. In float they move by under 0.001.
+
+:func:`weights_only_from_qdq` turns such a file (the shipped models of earlier versions) into this format without
+the checkpoints: the same int8 weights, float arithmetic.
 """
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,12 +38,13 @@ from onnx import numpy_helper
 from faceage.data.manifest import atomic_write_bytes
 from faceage.errors import FaceageError
 from faceage.infer.golden import mismatch_cause
-from faceage.onnxfile import WEIGHT_LIMIT, open_session, probabilities, read_metadata, set_metadata, weight_peak
+from faceage.onnxfile import open_session, probabilities, read_metadata, set_metadata
 from faceage.preprocessing import Preprocessing
 
-# this machine's fused kernels against the graph as written, in years per face: a file is refused beyond these
-KERNEL_MEAN_LIMIT = 0.05
-KERNEL_P99_LIMIT = 0.3
+# this machine's optimised run against the graph as written, in years per face: a file is refused beyond these (float
+# arithmetic differs by rounding only, about 1e-5 years)
+KERNEL_MEAN_LIMIT = 0.01
+KERNEL_P99_LIMIT = 0.05
 
 
 @dataclass(frozen=True)
@@ -59,37 +67,95 @@ def calibration_faces(data_dir: Path, preprocessing: Preprocessing, counts: dict
     for split, count in counts.items():
         images = arrays[split].images
         if not len(images):
-            raise FaceageError(f"{data_dir}: the {split} split has no faces to calibrate the int8 model on")
+            raise FaceageError(f"{data_dir}: the {split} split has no faces to check the int8 model on")
         pick = np.random.default_rng(seed).choice(len(images), min(count, len(images)), replace=False)
         out[split] = preprocessing.normalize(images[np.sort(pick)])
     return out
 
 
-def quantize_int8(float_model: Path, out: Path, calibration: np.ndarray, batch: int = 32) -> None:
-    """Write an int8 (QDQ) copy of ``float_model`` to ``out``, with activation ranges from ``calibration`` inputs and
-    7-bit weights (|w| ≤ 64: exact on every CPU); the faceage metadata is carried over with ``"int8": true``."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
+def _int8_weight(name: str, weights: np.ndarray, nodes: list, initializers: list, scales: np.ndarray | None = None):
+    """Store ``weights`` (float, output channels first) as int8 with per-channel ``scales`` (computed if not given)
+    under ``name``, and append the Cast and Mul that turn them back into float32 (folded when a session loads)."""
+    shape = (-1,) + (1,) * (weights.ndim - 1)
+    if scales is None:
+        peak = np.abs(weights.reshape(len(weights), -1)).max(axis=1)
+        scales = np.where(peak > 0, peak / 127.0, 1.0)
+        weights = np.clip(np.round(weights / scales.reshape(shape)), -127, 127)
+    initializers.append(numpy_helper.from_array(weights.astype(np.int8), f"{name}_int8"))
+    initializers.append(numpy_helper.from_array(np.asarray(scales, np.float32).reshape(shape), f"{name}_scale"))
+    nodes.append(onnx.helper.make_node("Cast", [f"{name}_int8"], [f"{name}_float"], to=onnx.TensorProto.FLOAT))
+    nodes.append(onnx.helper.make_node("Mul", [f"{name}_float", f"{name}_scale"], [name]))
 
-    class Batches(CalibrationDataReader):
-        def __init__(self):
-            self.batches = iter([{"faces": calibration[i : i + batch]} for i in range(0, len(calibration), batch)])
 
-        def get_next(self):
-            return next(self.batches, None)
+def _replace_graph(model: onnx.ModelProto, nodes: list, initializers: list) -> None:
+    graph = model.graph
+    used = {name for node in nodes for name in node.input}
+    replaced = {init.name for init in initializers} | {name for node in nodes for name in node.output}
+    kept = [init for init in graph.initializer if init.name in used and init.name not in replaced]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    del graph.initializer[:]
+    graph.initializer.extend(kept + [init for init in initializers if init.name in used])
 
+
+def quantize_weights(model: onnx.ModelProto) -> int:
+    """Store the weights of every convolution of a float model as int8 (in place); returns how many."""
+    initializers = {init.name: init for init in model.graph.initializer}
+    nodes, added, done = [], [], set()
+    for node in model.graph.node:
+        weight = initializers.get(node.input[1]) if node.op_type == "Conv" else None
+        if weight is not None and weight.data_type == onnx.TensorProto.FLOAT and weight.name not in done:
+            _int8_weight(weight.name, numpy_helper.to_array(weight).astype(np.float64), nodes, added)
+            done.add(weight.name)  # a network run twice (flip averaging) shares its weights
+        nodes.append(node)
+    _replace_graph(model, nodes, added)
+    return len(done)
+
+
+def weights_only_from_qdq(model: onnx.ModelProto) -> int:
+    """Turn a statically quantised (QDQ) model into int8 weights with float arithmetic, in place: each int8 weight
+    keeps its values and scales (as Cast and Mul), int32 biases become the float values they stand for, and every
+    quantise/dequantise pair on activations goes. Returns the number of activation pairs removed (0: nothing to do)."""
+    initializers = {init.name: init for init in model.graph.initializer}
+    producer = {output: node for node in model.graph.node for output in node.output}
+    rewired, nodes, added, removed = {}, [], [], 0
+    for node in model.graph.node:
+        stored = initializers.get(node.input[0]) if node.op_type == "DequantizeLinear" else None
+        if stored is not None:
+            values = numpy_helper.to_array(stored)
+            scales = numpy_helper.to_array(initializers[node.input[1]]).astype(np.float64)
+            zero = numpy_helper.to_array(initializers[node.input[2]]) if len(node.input) > 2 else np.zeros(1)
+            if np.any(zero):
+                raise FaceageError(f"{stored.name}: quantised with a zero point other than 0; export it again")
+            if stored.data_type == onnx.TensorProto.INT8 and values.ndim > 1:
+                _int8_weight(node.output[0], values.astype(np.int32), nodes, added, scales.reshape(-1))
+            else:  # a bias (int32) or a small constant: its float value
+                shape = (-1,) + (1,) * (values.ndim - 1) if scales.size > 1 else ()
+                added.append(numpy_helper.from_array((values * scales.reshape(shape)).astype(np.float32),
+                                                     node.output[0]))  # fmt: skip
+        elif node.op_type == "DequantizeLinear" and getattr(producer.get(node.input[0]), "op_type", "") == (
+            "QuantizeLinear"
+        ):
+            rewired[node.output[0]] = producer[node.input[0]].input[0]
+            removed += 1
+        elif node.op_type != "QuantizeLinear":
+            nodes.append(node)
+    for node in nodes:
+        for i, name in enumerate(node.input):
+            while name in rewired:
+                name = rewired[name]
+            node.input[i] = name
+    _replace_graph(model, nodes, added)
+    return removed
+
+
+def quantize_int8(float_model: Path, out: Path) -> None:
+    """Write a copy of ``float_model`` to ``out`` whose convolution weights are int8 (float arithmetic); the faceage
+    metadata is carried over with ``"int8": true``."""
     metadata = read_metadata(float_model)
-    with tempfile.TemporaryDirectory() as tmp:
-        prepared, quantized = Path(tmp) / "prepared.onnx", Path(tmp) / "int8.onnx"
-        quant_pre_process(str(float_model), str(prepared))
-        quantize_static(str(prepared), str(quantized), Batches(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, reduce_range=True,
-                        op_types_to_quantize=["Conv"])  # fmt: skip
-        model = onnx.load(str(quantized))
-    if (peak := weight_peak(model)) > WEIGHT_LIMIT:  # the quantiser's contract; a change of its defaults shows here
-        raise FaceageError(f"the int8 weights reach ±{peak}, over ±{WEIGHT_LIMIT}: they would saturate on CPUs "
-                           "without VNNI")  # fmt: skip
-    set_metadata(model, {**metadata, "int8": True, "int8_weight_limit": WEIGHT_LIMIT, "float16_weights": False})
+    model = onnx.load(str(float_model))
+    quantize_weights(model)
+    set_metadata(model, {**metadata, "int8": True, "int8_arithmetic": False, "float16_weights": False})
     onnx.checker.check_model(model)
     atomic_write_bytes(Path(out), model.SerializeToString())
 
@@ -116,13 +182,14 @@ def quantization_error(float_model: Path, int8_model: Path, metadata: dict, inpu
 
 @dataclass(frozen=True)
 class KernelAgreement:
-    """This machine's int8 kernels (graph optimised, as users run it) against the same file computed as written."""
+    """This machine's run of an int8 file (graph optimised, as users run it) against the same file computed as
+    written: float rounding only for int8 weights; a file that quantises activations can disagree (see above)."""
 
     faces: int
     mean_change: float  # mean |age(here) - age(as written)|, years
     p99_change: float
     max_change: float
-    weight_peak: int  # largest |int8 weight| in the file
+    path: Path
 
     @property
     def agrees(self) -> bool:
@@ -130,58 +197,14 @@ class KernelAgreement:
 
     def cause(self) -> str:
         """Why they disagree, as far as it can be told from here."""
-        return mismatch_cause(self.weight_peak)
+        return mismatch_cause(self.path)
 
 
 def kernel_agreement(int8_model: Path, metadata: dict, inputs: np.ndarray) -> KernelAgreement:
-    """How far this machine's fused int8 kernels move the estimates of ``int8_model`` from the graph computed as
-    written, on ``inputs`` (faces)."""
+    """How far this machine's optimised run moves the estimates of ``int8_model`` from the graph computed as written,
+    on ``inputs`` (faces)."""
     here, written = (expected_ages(probabilities(open_session(int8_model, threads=2, reference=reference), inputs),
                                    metadata) for reference in (False, True))  # fmt: skip
     change = np.abs(here - written)
     return KernelAgreement(len(inputs), float(change.mean()), float(np.quantile(change, 0.99)), float(change.max()),
-                           weight_peak(onnx.load(str(int8_model))))  # fmt: skip
-
-
-def narrow_int8_weights(model: onnx.ModelProto, limit: int = WEIGHT_LIMIT) -> int:
-    """Rescale, in place, each output channel of the int8 weights of a QDQ model whose values exceed ±``limit`` so
-    that they fit (the channel's scale grows by the same factor; the int32 biases, whose scale is the input's times
-    the weight's, are rescaled with it). For files written before export kept weights within ±64; returns the number
-    of weight tensors changed. Activations and their ranges are untouched."""
-    initializers = {init.name: init for init in model.graph.initializer}
-    dequantize = [node for node in model.graph.node if node.op_type == "DequantizeLinear"]
-    weight_of_bias = {}
-    for node in model.graph.node:
-        if node.op_type == "Conv" and len(node.input) > 2:
-            weight_of_bias[node.input[2]] = node.input[1]
-    by_output = {node.output[0]: node for node in dequantize}
-    factors, changed = {}, 0
-    for node in dequantize:
-        values = initializers.get(node.input[0])
-        if values is None or values.data_type != onnx.TensorProto.INT8:
-            continue
-        weights = numpy_helper.to_array(values).astype(np.int32)
-        if len(node.input) > 2 and np.any(numpy_helper.to_array(initializers[node.input[2]])):
-            raise FaceageError(f"{values.name}: int8 weights with a zero point other than 0 cannot be narrowed")
-        scale = initializers[node.input[1]]
-        per_tensor = numpy_helper.to_array(scale).size == 1
-        peak = np.abs(weights.reshape(1 if per_tensor else len(weights), -1)).max(axis=1).astype(np.float64)
-        factor = np.where(peak > limit, peak / limit, 1.0)
-        if np.all(factor == 1.0):
-            continue
-        shape = (-1,) + (1,) * (weights.ndim - 1)
-        narrowed = np.clip(np.round(weights / factor.reshape(shape)), -limit, limit).astype(np.int8)
-        values.CopyFrom(numpy_helper.from_array(narrowed, values.name))
-        new_scale = numpy_helper.to_array(scale) * (factor[0] if per_tensor else factor)
-        scale.CopyFrom(numpy_helper.from_array(new_scale.astype(np.float32), scale.name))
-        factors[node.output[0]] = factor
-        changed += 1
-    for bias_output, weight_output in weight_of_bias.items():
-        node = by_output.get(bias_output)
-        if weight_output not in factors or node is None or node.input[0] not in initializers:
-            continue
-        factor, values, scale = factors[weight_output], initializers[node.input[0]], initializers[node.input[1]]
-        bias = np.round(numpy_helper.to_array(values).astype(np.float64) / factor).astype(np.int32)
-        values.CopyFrom(numpy_helper.from_array(bias, values.name))
-        scale.CopyFrom(numpy_helper.from_array((numpy_helper.to_array(scale) * factor).astype(np.float32), scale.name))
-    return changed
+                           Path(int8_model))  # fmt: skip
