@@ -67,7 +67,8 @@ def with_shipped_row(table: str, shipped: Path, runs: Path) -> str:
     minutes = f"{ensemble['train_minutes']:.1f}" if ensemble else "-"
     parameters = f"{ensemble['parameters']:,}" if ensemble else "-"
     offset = meta.get("age_offset", {}).get("years")
-    what = (f"the shipped default: the `{meta['model']}` ×{members} row as shipped (int8, no flip averaging"
+    form = "int8 weights, float arithmetic" if not meta.get("int8_arithmetic", True) else "int8"
+    what = (f"the shipped default: the `{meta['model']}` ×{members} row as shipped ({form}, no flip averaging"
             + (f", age offset {offset:+.2f} years from the val split" if offset is not None else "")
             + "), measured on the file by `faceage evaluate` (`benchmarks/evaluation.py`)")  # fmt: skip
     row = (

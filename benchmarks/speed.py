@@ -27,6 +27,7 @@ from PIL import Image
 from skimage import data
 
 import readme
+from faceage.onnxfile import open_session
 from readme import publish
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,10 +48,7 @@ def timings(fn, repeat: int, warmup: int = 3) -> tuple[float, float]:
 
 
 def session(path: Path) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return open_session(path, threads=1)
 
 
 def photo_640x480() -> np.ndarray:

@@ -33,7 +33,14 @@ def _model_lines(metadata: dict) -> list[str]:
         + (f", the average of {members} independently fine-tuned runs" if members > 1 else "")
         + (", weights stored as float16" if metadata.get("float16_weights") else "")
         + (
-            ", quantised to int8 (weights per channel, activations calibrated on training faces)"
+            (
+                ", quantised to int8 (weights per channel, activations calibrated on training faces)"
+                if metadata.get("int8_arithmetic", True)
+                else ", weights stored as int8 (one scale per channel), computed in float32: the same answer on "
+                "every CPU (golden outputs on "
+                f"{sum(len(i['faces']) for i in metadata.get('golden', {}).get('images', []))} faces, "
+                "`faceage selftest`)"
+            )
             if metadata.get("int8")
             else ""
         )

@@ -3,24 +3,23 @@
 Each convolution's weights are stored as int8, one scale per output channel (symmetric, ±127), and turned back into
 float32 by a ``Cast`` and a ``Mul`` that ONNX Runtime folds into constants when it loads the file: the network then
 computes in float32. The file is a quarter of the float file's size, runs at the float model's speed, and gives the
-same answer on every CPU (float rounding only: under 0.001 years per face between an AVX-512 VNNI machine and an
-emulated AVX2-only one, README "The same answer on every CPU"). The val faces of DATA measure how far the int8
+same answer on every CPU (at most 0.044 years per face end to end between an AVX-512 VNNI machine and an emulated
+AVX2-only one, README "The same answer on every CPU"). The val faces of DATA measure how far the int8
 weights move the estimates from the float model's (:func:`quantization_error`); export refuses a file that moves them
 by more than a year on average or half a year on balance.
 
 Why not int8 *arithmetic* (activations quantised too: ONNX Runtime's static QDQ quantisation, which faceage shipped
-until version 0.1.0's files were rewritten), measured on the shipped models:
+until its shipped files were rewritten), measured on the shipped default model (``benchmarks/formats.py``):
 
 1. ONNX Runtime's x86 int8 kernels for CPUs without 8-bit dot-product instructions (AVX2, AVX-512 without VNNI)
    multiply uint8 activations by int8 weights with ``vpmaddubsw``, which adds each pair of products into a
    *saturating* int16; with weights up to ±127 a pair reaches 2·255·127 = 64,770 and is clipped: estimates moved by
-   2-5 years per face on such CPUs. Weights within ±64 (:data:`faceage.onnxfile.WEIGHT_LIMIT`) make every kernel
-   compute the same integers.
+   3.4 years per face on average (up to 8.9) on such a CPU. Weights within ±64
+   (:data:`faceage.onnxfile.WEIGHT_LIMIT`) make every kernel compute the same integers.
 2. Even then the answer is not the same everywhere: a quantised network's output jumps when its input changes by one
-   grey level in a few pixels (one rounding flip after the first convolution spread to 1,215 of the 2,304 values of
-   the last block and moved an estimate by 0.56 years), and MTCNN's float arithmetic differs slightly between
-   CPUs (landmarks by up to 0.005 px, so a few crop pixels by one level): end to end, estimates moved by up to 1.2
-   years per face between the two machines. In float they move by under 0.001.
+   grey level in a few pixels, and MTCNN's float arithmetic differs slightly between CPUs (its landmarks by
+   thousandths of a pixel, enough to change a few crop pixels by one level): end to end, estimates moved by up to
+   0.45 years per face between the two machines. In float they move by at most 0.044 (``benchmarks/formats.py``).
 
 :func:`weights_only_from_qdq` turns such a file (the shipped models of earlier versions) into this format without
 the checkpoints: the same int8 weights, float arithmetic.

@@ -1,9 +1,10 @@
 """The shipped models and the files that sit beside a model (package data; importing this is free).
 
-Two models ship: ``default`` (the average of four networks, int8) and ``fast`` (one of them alone: a quarter of the
-age model's time for about a tenth of a year more error and two points less bin accuracy on the test split; the
-measured figures are in the model cards). Anywhere a model is
-asked for (``--model``, ``AgeEstimator(model=...)``), these names select them; anything else is an ONNX file's path.
+Two models ship, both with int8 weights computed in float (the same answer on every CPU): ``default`` (the average of
+four networks) and ``fast`` (one of them alone: a quarter of the age model's time for about a tenth of a year more
+error and a point or two less bin accuracy on the test split; the measured figures are in the model cards).
+Anywhere a model is asked for (``--model``, ``AgeEstimator(model=...)``), these names select them; anything else is an
+ONNX file's path.
 """
 
 from __future__ import annotations
