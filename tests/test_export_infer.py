@@ -211,6 +211,27 @@ def test_int8_export_is_smaller_and_close_to_float(tiny_run, tiny_onnx, prepared
     assert abs(face.age - reference.age) < 3.0  # quantisation noise, not a different model
 
 
+def test_int8_export_refuses_a_file_this_machine_computes_otherwise(tiny_run, prepared_subset, tmp_path, monkeypatch):
+    """What export says when this machine's optimised run disagrees with the file computed as written (it cannot be
+    made to happen here with int8 weights and float arithmetic, so the measurement is replaced by a disagreeing one)."""
+    from typer.testing import CliRunner
+
+    import faceage.train.quantize as quantize
+    from faceage.cli import app
+
+    def disagreeing(path, metadata, inputs):
+        return quantize.KernelAgreement(len(inputs), 2.4, 5.0, 8.0, path)
+
+    monkeypatch.setattr(quantize, "kernel_agreement", disagreeing)
+    out = tmp_path / "int8.onnx"
+    result = CliRunner().invoke(app, ["export", str(tiny_run), "--int8", "--calibration-data", str(prepared_subset),
+                                      "--calibration-faces", "32", "--out", str(out)])  # fmt: skip
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "2.400 years on average from the same file computed as written" in result.output
+    assert "faceage selftest" in result.output  # the cause: float arithmetic that differs, to be reported
+    assert not out.exists()
+
+
 def test_int8_export_refuses_missing_or_contradictory_options(tiny_run, tmp_path):
     from typer.testing import CliRunner
 

@@ -171,7 +171,7 @@ class ExportReport:
     metadata: dict  # as exported from the checkpoints (before int8 and the offset were added)
     parity: float  # largest difference to PyTorch on 8 random inputs
     quantization: QuantizationError | None  # with int8: how far it moved the estimates (graph as written vs float)
-    kernels: KernelAgreement | None  # with int8: this machine's int8 kernels against the graph as written
+    kernels: KernelAgreement | None  # with int8: this machine's optimised run against the file computed as written
     offset: AgeOffset | None  # with an offset: the one measured and stored
     golden_faces: int  # faces whose reference answers the file stores (faceage.infer.golden)
 
