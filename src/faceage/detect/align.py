@@ -8,7 +8,7 @@ default of 160 px is larger than any of our models' inputs (they resize down).
 
 Where the template reaches past the photo (UTKFace's aligned chips are cut tight above the eyebrows), the crop is
 black: nothing is invented. ``python benchmarks/alignment.py`` measured that the *pretrained* Cydral network, zero-shot,
-errs less on mirrored borders than on black ones (MAE 6.98 vs 9.37 years on 800 validation faces at a 70% centre
+errs less on mirrored borders than on black ones (MAE 6.99 vs 9.41 years on 800 validation faces at a 70% centre
 crop), but fine-tuned on mirrored crops it did no better than on black ones (validation MAE 5.04 against 5.00 at
 the same epochs; README, "How detection works"), so every faceage model is fine-tuned on black-bordered crops. The
 same :func:`align_face` is used when preparing training data and at prediction time; ``ALIGNMENT_VERSION`` names
