@@ -107,3 +107,24 @@ def jpeg_bytes(array: np.ndarray, quality: int = 90) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(array).save(buffer, format="JPEG", quality=quality)
     return buffer.getvalue()
+
+
+def without_permission_override():
+    """A ``preexec_fn`` for a child process that cannot read a file whose mode forbids it, even when the tests run as
+    root: it drops CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH from the child's bounding set. Not root: None. Skips the
+    test with the reason when root cannot drop them (no CAP_SETPCAP)."""
+    import ctypes
+    import os
+
+    if os.geteuid() != 0:
+        return None
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(23, 1, 0, 0, 0) < 0:  # PR_CAPBSET_READ: is the capability there to drop?
+        pytest.skip("running as root without a capability bounding set to drop: cannot test unreadable files")
+
+    def drop() -> None:
+        for capability in (1, 2):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
+            if libc.prctl(24, capability, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
+                raise OSError(ctypes.get_errno(), "cannot drop CAP_DAC_OVERRIDE")
+
+    return drop

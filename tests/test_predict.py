@@ -93,3 +93,33 @@ def test_min_face_finds_smaller_faces_and_refuses_impossible_sizes(tiny_onnx, tm
     run = _run(street, "--model", tiny_onnx, "--min-face", "8", "--out", tmp_path / "never.csv")
     assert run.returncode == 1 and b"at least 12 px" in run.stderr and b"Traceback" not in run.stderr
     assert not (tmp_path / "never.csv").exists()
+
+
+def test_a_fifo_an_oversized_and_a_forbidden_file_are_rows_and_the_run_goes_on(tiny_onnx, tmp_path):
+    import os
+
+    from tests.conftest import without_permission_override
+
+    good, big, secret, fifo = (tmp_path / n for n in ("good.jpg", "big.jpg", "secret.jpg", "fifo.jpg"))
+    good.write_bytes(jpeg_bytes(data.astronaut()))
+    big.write_bytes(jpeg_bytes(data.astronaut(), quality=100) * 3)  # over the 0.1 MB limit below
+    secret.write_bytes(jpeg_bytes(data.astronaut()))
+    secret.chmod(0)
+    os.mkfifo(fifo)
+    out = tmp_path / "ages.csv"
+    run = subprocess.run([sys.executable, "-m", "faceage.cli", "predict", good, big, secret, fifo, "--model",
+                          tiny_onnx, "--out", out, "--max-file-mb", "0.1"], capture_output=True, text=True,
+                         timeout=300, preexec_fn=without_permission_override())  # fmt: skip
+    assert run.returncode == 2, run.stderr
+    with out.open() as handle:
+        errors = {row["path"].split("/")[-1]: row["error"] for row in csv.DictReader(handle)}
+    assert errors["good.jpg"] == ""
+    assert errors["big.jpg"].startswith("unreadable: ") and "over the limit" in errors["big.jpg"]
+    assert errors["secret.jpg"].startswith("unreadable: ") and "permission denied" in errors["secret.jpg"]
+    assert errors["fifo.jpg"].startswith("unreadable: ") and "FIFO" in errors["fifo.jpg"]
+    assert "Traceback" not in run.stderr and "4 input(s)" in run.stderr
+
+
+def test_max_file_mb_must_be_positive(tiny_onnx, tmp_path):
+    run = _run(tmp_path, "--model", tiny_onnx, "--max-file-mb", "0")
+    assert run.returncode == 1 and b"--max-file-mb must be a positive" in run.stderr

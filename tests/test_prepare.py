@@ -176,3 +176,42 @@ def test_sigkill_and_resume_gives_the_same_manifest(source, prepared, tmp_path):
     assert summary.resumed == done and summary.processed_now == len(reference) - done
     pd.testing.assert_frame_equal(pd.read_parquet(out / "manifest.parquet"), reference)
     assert not list(out.rglob("*.tmp"))
+
+
+def test_oversized_archive_members_and_forbidden_files_are_unreadable_rows(utk_faces, tmp_path):
+    """Members over the limit are not read (not held in memory), files that cannot be read are reported, and the
+    rest of the run goes on."""
+    import io
+    import tarfile
+
+    from tests.conftest import without_permission_override
+
+    (first, _), (second, _) = utk_faces[:2]
+    archive = tmp_path / "parts.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for name, payload in ((first.name, first.read_bytes()), ("40_0_0_20170116000000040.jpg.chip.jpg",
+                                                                    first.read_bytes() * 20)):  # fmt: skip
+            info = tarfile.TarInfo(f"UTKFace/{name}")
+            info.size = len(payload)
+            tar.addfile(info, io.BytesIO(payload))
+    limit_mb = 1.5 * len(first.read_bytes()) / 1e6
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / second.name).write_bytes(second.read_bytes())
+    secret = folder / "41_1_0_20170116000000041.jpg.chip.jpg"
+    secret.write_bytes(first.read_bytes())
+    secret.chmod(0)
+    out = tmp_path / "out"
+    run = subprocess.run([sys.executable, "-m", "faceage.cli", "prepare", archive, folder, "--out", out,
+                          "--max-file-mb", f"{limit_mb:.6f}", "--workers", "1"], capture_output=True, text=True,
+                         timeout=300, preexec_fn=without_permission_override())  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    manifest = pd.read_parquet(out / "manifest.parquet")
+    status = dict(zip(manifest["member"], manifest["status"], strict=True))
+    reason = dict(zip(manifest["member"], manifest["reason"], strict=True))
+    big = "UTKFace/40_0_0_20170116000000040.jpg.chip.jpg"
+    assert status[big] == "unreadable" and "over the limit" in reason[big]
+    assert status[secret.name] == "unreadable" and "permission denied" in reason[secret.name]
+    assert status[f"UTKFace/{first.name}"] in ("ok", "no_face") and status[second.name] in ("ok", "no_face")
+    quality = pd.read_csv(out / "quality.csv")
+    assert {f"parts.tar.gz:{big}", f"folder:{secret.name}"} <= set(quality["key"])

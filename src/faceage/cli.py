@@ -47,6 +47,13 @@ def friendly_errors(func):
     return wrapper
 
 
+def _megabytes(value: float) -> int:
+    """--max-file-mb as bytes, refused unless positive."""
+    if not value > 0:  # also NaN
+        raise FaceageError(f"--max-file-mb must be a positive number of megabytes, not {value}")
+    return int(value * 1_000_000)
+
+
 def _progress() -> Progress:
     return Progress(
         TextColumn("[bold]{task.description}"),
@@ -81,6 +88,9 @@ def prepare(
     workers: Annotated[int, typer.Option(help="Worker processes.")] = 2,
     crop_size: Annotated[int, typer.Option(help="Side of the aligned face crops in pixels.")] = 160,
     min_score: Annotated[float, typer.Option(help="Lowest MTCNN score accepted as a face.")] = 0.9,
+    max_file_mb: Annotated[
+        float, typer.Option(help="Files and archive members larger than this are not read (an unreadable row).")
+    ] = 100.0,
 ) -> None:
     """Labels from UTKFace names, MTCNN face crops, split and data-quality report. Resumable: re-run to continue."""
     from faceage.bins import AgeBins
@@ -91,7 +101,7 @@ def prepare(
     if not bins.strip().startswith("quantile"):
         AgeBins.parse(bins)  # fail on a bad spec before any work
     fractions = parse_fractions(split)
-    config = PrepareConfig(crop_size=crop_size, min_score=min_score)
+    config = PrepareConfig(crop_size=crop_size, min_score=min_score, max_file_bytes=_megabytes(max_file_mb))
     with _progress() as bar:
         task = bar.add_task("prepare", total=None)
         summary = run_prepare(
@@ -403,6 +413,9 @@ def predict(
             help="Smallest face to look for, in pixels (default 32; smaller faces get much less accurate ages)."
         ),
     ] = None,
+    max_file_mb: Annotated[
+        float, typer.Option(help="Inputs larger than this are not read: an unreadable row (default 100 MB).")
+    ] = 100.0,
 ) -> None:
     """Estimate the age of every face: one row per face; unreadable inputs get an error row and the run goes on."""
     from faceage.infer.predict import check_output_path, predict_paths, summarize, write_rows
@@ -421,6 +434,7 @@ def predict(
                 annotate_dir=annotate,
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
                 min_face=min_face,
+                max_bytes=_megabytes(max_file_mb),
             )
         )
     summary = summarize(rows)

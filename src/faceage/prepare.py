@@ -49,7 +49,7 @@ from faceage.detect import (
     main_face,
 )
 from faceage.errors import FaceageError, ImageError
-from faceage.images import load_rgb
+from faceage.images import DEFAULT_MAX_BYTES, load_rgb
 
 JOURNAL_DIR = ".prepare"
 JOURNAL_CHUNK = 500  # records per journal file, at most
@@ -64,6 +64,7 @@ class PrepareConfig:
     min_face_size: int = 20
     min_score: float = 0.9
     alignment: str = ALIGNMENT_VERSION
+    max_file_bytes: int = DEFAULT_MAX_BYTES  # larger files and archive members are not read (an "unreadable" row)
 
     def detector(self) -> DetectorConfig:
         return DetectorConfig(min_face_size=self.min_face_size, min_score=self.min_score, threads=1)
@@ -122,7 +123,10 @@ def process_item(item: SourceItem) -> dict:
     except BadName as exc:
         record.update(status="bad_name", reason=str(exc))
     try:
-        rgb = load_rgb(item.data, name=item.member)
+        if item.error:  # too large or not readable: its data was never read (and its digest is not its content's)
+            record["sha1"] = hashlib.sha1(b"unread:" + item.key.encode()).hexdigest()
+            raise ImageError(item.error)
+        rgb = load_rgb(item.data, name=item.member, max_bytes=_WORKER_CONFIG.max_file_bytes)
     except ImageError as exc:
         if record["status"] == "ok":
             record.update(status="unreadable", reason=str(exc))
@@ -179,7 +183,8 @@ def read_journal(out_dir: Path) -> pd.DataFrame:
 
 def _check_config(out_dir: Path, config: PrepareConfig) -> None:
     path = out_dir / JOURNAL_DIR / "config.json"
-    wanted = asdict(config)
+    # the read limit bounds what is read, not how a face is prepared: a resumed run may change it
+    wanted = {key: value for key, value in asdict(config).items() if key != "max_file_bytes"}
     if path.is_file():
         previous = json.loads(path.read_text())
         if previous.get("alignment") in SAME_ALIGNMENT:  # an earlier name of the same alignment
@@ -242,7 +247,7 @@ def prepare(
         last_flush = time.monotonic()
 
     def todo() -> Iterator[SourceItem]:
-        for item in iter_items(sources):
+        for item in iter_items(sources, config.max_file_bytes):
             if item.key not in done_keys:
                 yield item
 

@@ -2,6 +2,9 @@
 
 Each file becomes a :class:`SourceItem` whose ``key`` ("<source name>:<path inside>") is stable across machines and
 runs. Archives are read member by member in stream mode, so memory holds one image at a time, never the archive.
+A file or member over ``max_bytes`` (default :data:`faceage.images.DEFAULT_MAX_BYTES`) is not read, and a folder file
+that cannot be read (permissions, not a regular file) is not fatal: either comes back with its ``error`` set, and
+becomes an "unreadable" row with that reason.
 """
 
 from __future__ import annotations
@@ -11,7 +14,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from faceage.errors import SourceError
+from faceage.errors import ImageError, SourceError
+from faceage.images import DEFAULT_MAX_BYTES, read_file
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".tar.bz2", ".tar.xz")
 
@@ -21,6 +25,7 @@ class SourceItem:
     source: str  # name of the archive or folder, e.g. "UTKFace.tar.gz"
     member: str  # path inside it, POSIX separators, e.g. "UTKFace/1_0_0_2017….jpg.chip.jpg"
     data: bytes
+    error: str = ""  # why ``data`` could not be read (then empty)
 
     @property
     def key(self) -> str:
@@ -47,24 +52,33 @@ def check_sources(paths: list[Path]) -> list[Path]:
     return paths
 
 
-def iter_items(paths: list[Path]) -> Iterator[SourceItem]:
-    """Every regular file of every source, archives streamed, folders in sorted order."""
+def iter_items(paths: list[Path], max_bytes: int = DEFAULT_MAX_BYTES) -> Iterator[SourceItem]:
+    """Every regular file of every source, archives streamed, folders in sorted order; files over ``max_bytes`` and
+    files that cannot be read come with ``error`` set instead of their data."""
     for path in check_sources(paths):
         if path.is_dir():
             for file in sorted(p for p in path.rglob("*") if p.is_file()):
-                yield SourceItem(path.name, file.relative_to(path).as_posix(), file.read_bytes())
+                member = file.relative_to(path).as_posix()
+                try:
+                    yield SourceItem(path.name, member, read_file(file, member, max_bytes))
+                except ImageError as exc:
+                    yield SourceItem(path.name, member, b"", str(exc))
         else:
-            yield from _iter_archive(path)
+            yield from _iter_archive(path, max_bytes)
 
 
-def _iter_archive(path: Path) -> Iterator[SourceItem]:
+def _iter_archive(path: Path, max_bytes: int) -> Iterator[SourceItem]:
     try:
         with tarfile.open(path, mode="r|*") as tar:
             for member in tar:
                 if not member.isfile():
                     continue
+                if member.size > max_bytes:  # not read: the stream skips its data
+                    yield SourceItem(path.name, member.name, b"", f"{member.name}: {member.size:,} bytes is over the "
+                                     f"limit of {max_bytes:,} per image")  # fmt: skip
+                    continue
                 handle = tar.extractfile(member)
-                data = handle.read() if handle is not None else b""
+                data = handle.read(max_bytes + 1) if handle is not None else b""
                 yield SourceItem(path.name, member.name, data)
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise SourceError(f"{path}: cannot read the archive ({exc}); is the download complete?") from None

@@ -20,7 +20,7 @@ from faceage.bins import AgeBins
 from faceage.detect import ALIGNMENT_VERSION, MTCNN, SAME_ALIGNMENT, Detection, DetectorConfig, align_face
 from faceage.distribution import age_interval, expected_age
 from faceage.errors import FaceageError, WeightsError
-from faceage.images import DEFAULT_MAX_PIXELS, load_rgb
+from faceage.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, load_rgb
 from faceage.onnxfile import open_session, read_metadata
 from faceage.preprocessing import Preprocessing
 from faceage.weights import model_path
@@ -80,7 +80,7 @@ class AgeEstimator:
 
     def __init__(self, model: str | Path | None = None, bins: str | AgeBins | None = None, threads: int = 1,
                  detector: DetectorConfig | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
-                 reference: bool = False):  # fmt: skip
+                 reference: bool = False, max_bytes: int = DEFAULT_MAX_BYTES):  # fmt: skip
         self.model = ModelFile.load(model_path(model))
         meta = self.model.metadata
         self.preprocessing = Preprocessing.from_dict(meta["preprocessing"])
@@ -91,6 +91,7 @@ class AgeEstimator:
         self.session = open_session(self.model.path, threads, reference=reference)
         self.detector = MTCNN(detector or DetectorConfig(threads=threads))
         self.max_pixels = max_pixels
+        self.max_bytes = max_bytes  # a file or upload larger than this is refused unread (ImageError)
 
     def with_bins(self, bins: str | AgeBins | None) -> AgeEstimator:
         """The same estimator (sharing its loaded networks) answering in other bins."""
@@ -114,7 +115,7 @@ class AgeEstimator:
 
     def predict(self, image, cropped: bool = False) -> list[Face]:
         """Faces in one image (path, bytes, PIL image or array), largest box first."""
-        rgb = load_rgb(image, max_pixels=self.max_pixels)
+        rgb = load_rgb(image, max_pixels=self.max_pixels, max_bytes=self.max_bytes)
         if cropped:
             return self._estimate(*self._whole_image_face(rgb))
         return self.predict_detected(rgb, self.detector.detect(rgb))
@@ -133,7 +134,9 @@ class AgeEstimator:
             return [self.predict(image) for image in images]
         wholes, crops = [], []
         for image in images:
-            (whole,), (crop,) = self._whole_image_face(load_rgb(image, max_pixels=self.max_pixels))
+            (whole,), (crop,) = self._whole_image_face(
+                load_rgb(image, max_pixels=self.max_pixels, max_bytes=self.max_bytes)
+            )
             wholes.append(whole)
             crops.append(crop)
         return [[face] for face in self._estimate(wholes, crops)]

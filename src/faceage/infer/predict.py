@@ -21,7 +21,7 @@ import cv2
 
 from faceage.detect import DetectorConfig
 from faceage.errors import FaceageError, ImageError
-from faceage.images import load_rgb
+from faceage.images import DEFAULT_MAX_BYTES, load_rgb
 from faceage.infer.annotate import draw_faces
 from faceage.infer.estimator import AgeEstimator, Face
 
@@ -93,11 +93,12 @@ def rows_for(path: str, faces: list[Face] | None, error: str = "") -> list[dict]
 _WORKER: AgeEstimator | None = None
 
 
-def _init_worker(model: str | None, bins: str | None, min_face: int | None = None) -> None:
+def _init_worker(model: str | None, bins: str | None, min_face: int | None = None,
+                 max_bytes: int = DEFAULT_MAX_BYTES) -> None:  # fmt: skip
     global _WORKER
     cv2.setNumThreads(1)
     detector = DetectorConfig() if min_face is None else DetectorConfig(min_face_size=min_face)
-    _WORKER = AgeEstimator(model=model, bins=bins, detector=detector)
+    _WORKER = AgeEstimator(model=model, bins=bins, detector=detector, max_bytes=max_bytes)
 
 
 def _predict_one(task: tuple[str, bytes | None, bool, str | None]) -> tuple[str, list[dict]]:
@@ -107,7 +108,7 @@ def _predict_one(task: tuple[str, bytes | None, bool, str | None]) -> tuple[str,
         raise RuntimeError("worker not initialised")
     try:
         source = data if data is not None else path
-        rgb = load_rgb(source, name=path, max_pixels=estimator.max_pixels)
+        rgb = load_rgb(source, name=path, max_pixels=estimator.max_pixels, max_bytes=estimator.max_bytes)
         faces = estimator.predict(rgb, cropped=cropped)
     except ImageError as exc:
         return path, rows_for(path, None, f"unreadable: {exc}")
@@ -127,22 +128,27 @@ def predict_paths(
     annotate_dir: Path | None = None,
     progress: Callable[[int, int], None] | None = None,
     min_face: int | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> Iterator[dict]:
-    """Rows for every input, in input order (``min_face``: smallest face in pixels, default the detector's)."""
+    """Rows for every input, in input order (``min_face``: smallest face in pixels, default the detector's; an input
+    over ``max_bytes`` is an unreadable row, and is not read beyond that)."""
     if min_face is not None:
         DetectorConfig(min_face_size=min_face)  # refuses an impossible size before any work starts
+    if max_bytes < 1:
+        raise FaceageError(f"the limit per image must be at least 1 byte, not {max_bytes}")
     paths = expand_inputs(inputs)
-    stdin_data = sys.stdin.buffer.read() if STDIN in paths else None
+    stdin_data = sys.stdin.buffer.read(max_bytes + 1) if STDIN in paths else None
     if annotate_dir is not None:
         Path(annotate_dir).mkdir(parents=True, exist_ok=True)
     tasks = [(p, stdin_data if p == STDIN else None, cropped, str(annotate_dir) if annotate_dir else None)
              for p in paths]  # fmt: skip
     if workers <= 1:
-        _init_worker(model, bins, min_face)
+        _init_worker(model, bins, min_face, max_bytes)
         results: Iterator = map(_predict_one, tasks)
         pool = None
     else:
-        pool = mp.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(model, bins, min_face))
+        pool = mp.get_context("spawn").Pool(workers, initializer=_init_worker,
+                                             initargs=(model, bins, min_face, max_bytes))  # fmt: skip
         results = pool.imap(_predict_one, tasks, chunksize=1)
     try:
         for done, (_, rows) in enumerate(results, start=1):

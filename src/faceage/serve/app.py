@@ -173,7 +173,7 @@ def _calibration(app: FastAPI):
 def _faces(estimator: AgeEstimator, name: str, data: bytes, cropped: bool, max_pixels: int):
     """(the decoded image, its faces) or the ApiError that says why the upload cannot be used."""
     try:
-        rgb = load_rgb(data, max_pixels=max_pixels, name=name)
+        rgb = load_rgb(data, max_pixels=max_pixels, name=name, max_bytes=len(data))  # bounded by the upload limit
     except ImageError as exc:
         raise _image_error(exc, name) from None
     return rgb, estimator.predict(rgb, cropped=cropped)
