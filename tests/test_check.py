@@ -190,3 +190,17 @@ def test_check_route(child_photo, photos):
     assert bad.status_code == 422 and bad.json()["error"]["code"] == "bad_field"
     text = client.post("/v1/check", files={"image": ("a.txt", b"hello")})
     assert text.status_code == 415
+
+
+def test_check_json_is_json_lines_and_folders_are_searched(child_photo, photos, tmp_path):
+    folder = tmp_path / "inputs" / "nested"
+    folder.mkdir(parents=True)
+    (folder / "child.png").write_bytes(child_photo.read_bytes())
+    (folder / "notes.txt").write_text("not a photo: not picked up from a folder")
+    result = runner.invoke(app, ["check", str(tmp_path / "inputs"), str(photos / "multiface.jpg"), "--challenge",
+                                 "25", "--json"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.strip().splitlines()
+    records = [json.loads(line) for line in lines]  # every line is one JSON document
+    assert [r["photo"].split("/")[-1] for r in records] == ["child.png", "multiface.jpg"]
+    assert [r["outcome"] for r in records] == ["refer", "multiple_faces"]

@@ -123,3 +123,80 @@ def test_a_fifo_an_oversized_and_a_forbidden_file_are_rows_and_the_run_goes_on(t
 def test_max_file_mb_must_be_positive(tiny_onnx, tmp_path):
     run = _run(tmp_path, "--model", tiny_onnx, "--max-file-mb", "0")
     assert run.returncode == 1 and b"--max-file-mb must be a positive" in run.stderr
+
+
+def test_ctrl_c_keeps_every_finished_row_in_a_valid_file(tiny_onnx, tmp_path):
+    import signal
+    import time
+
+    folder = tmp_path / "many"
+    folder.mkdir()
+    photo = jpeg_bytes(data.astronaut())
+    for i in range(80):
+        (folder / f"{i:02d}.jpg").write_bytes(photo)
+    out = tmp_path / "ages.csv"
+    command = [sys.executable, "-m", "faceage.cli", "predict", str(folder), "--model", str(tiny_onnx)]
+    command += ["--out", str(out)]
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    partial = out.with_name(f".{out.name}.{child.pid}.tmp")
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and (not partial.is_file() or partial.read_text().count("\n") < 11):
+        time.sleep(0.05)  # until ten photos are written
+    child.send_signal(signal.SIGINT)
+    _, stderr = child.communicate(timeout=120)
+    assert child.returncode == 130, stderr
+    assert out.is_file() and not partial.exists()
+    with out.open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert 10 <= len(rows) < 80 and all(row["age"] for row in rows)  # whole rows, every one finished
+    assert "interrupted after" in stderr and f"of 80 input(s); wrote their {len(rows)} row(s)" in stderr
+
+
+@pytest.mark.parametrize("where, message", [
+    ("a-folder", "is a folder"),
+    ("a-file/ages.csv", "is a file, not a folder"),
+    ("/proc/faceage-ages.csv", "cannot be written"),
+])  # fmt: skip
+def test_an_output_that_cannot_be_written_is_refused_before_any_work(tiny_onnx, tmp_path, where, message):
+    (tmp_path / "a-folder.csv").mkdir()
+    (tmp_path / "a-file").write_text("a file")
+    out = where if where.startswith("/") else str(tmp_path / (where + (".csv" if where == "a-folder" else "")))
+    run = _run(tmp_path / "a-file", "--model", tiny_onnx, "--out", out)
+    assert run.returncode == 1 and message in run.stderr.decode() and b"Traceback" not in run.stderr
+    assert b"input(s)" not in run.stderr  # refused before any photo was read
+    assert not list(tmp_path.glob(".*.tmp")) and not list(tmp_path.glob("*/.*.tmp"))
+
+
+def test_annotate_onto_a_file_or_an_unwritable_folder_is_refused_before_any_work(tiny_onnx, tmp_path):
+    from tests.conftest import without_permission_override
+
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(jpeg_bytes(data.astronaut()))
+    run = _run(photo, "--model", tiny_onnx, "--annotate", photo)
+    assert run.returncode == 1 and b"is a file; give a folder for --annotate" in run.stderr
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    run = subprocess.run([sys.executable, "-m", "faceage.cli", "predict", str(photo), "--model", str(tiny_onnx),
+                          "--annotate", str(locked)], capture_output=True, timeout=300,
+                         preexec_fn=without_permission_override())  # fmt: skip
+    assert run.returncode == 1 and b"annotated copies cannot be written there" in run.stderr
+    assert b"input(s)" not in run.stderr
+
+
+def test_annotated_copies_of_photos_with_the_same_name_do_not_overwrite_each_other(tiny_onnx, tmp_path):
+    for name in ("a/photo.jpg", "b/photo.jpg", "photo.png"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        Image.fromarray(data.astronaut()).save(tmp_path / name)
+    annotated = tmp_path / "annotated"
+    run = _run(tmp_path / "a" / "photo.jpg", tmp_path / "b" / "photo.jpg", tmp_path / "photo.png", "--model",
+               tiny_onnx, "--annotate", annotated)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    names = sorted(p.name for p in annotated.iterdir())
+    assert names == ["photo-2.annotated.jpg", "photo-3.annotated.jpg", "photo.annotated.jpg"]
+
+
+def test_the_summary_counts_inputs_as_given(tiny_onnx):
+    run = _run("-", "-", "--model", tiny_onnx, stdin=jpeg_bytes(data.astronaut()))
+    assert run.returncode == 0, run.stderr
+    assert b"2 input(s): 2 face(s)" in run.stderr

@@ -417,29 +417,44 @@ def predict(
         float, typer.Option(help="Inputs larger than this are not read: an unreadable row (default 100 MB).")
     ] = 100.0,
 ) -> None:
-    """Estimate the age of every face: one row per face; unreadable inputs get an error row and the run goes on."""
-    from faceage.infer.predict import check_output_path, predict_paths, summarize, write_rows
+    """Estimate the age of every face: one row per face; unreadable inputs get an error row and the run goes on.
+    Rows are written as each photo is finished; after Ctrl-C the output holds every finished photo."""
+    from faceage.infer.predict import RowWriter, check_annotate_dir, predict_paths, summarize
 
-    if out is not None:
-        check_output_path(out)
-    with _progress() as bar:
-        task = bar.add_task("predict", total=None)
-        rows = list(
-            predict_paths(
-                inputs,
-                model=str(model) if model else None,
-                bins=bins,
-                cropped=cropped,
-                workers=workers,
-                annotate_dir=annotate,
-                progress=lambda done, total: bar.update(task, completed=done, total=total),
-                min_face=min_face,
-                max_bytes=_megabytes(max_file_mb),
-            )
-        )
-    summary = summarize(rows)
-    if out is not None:
-        write_rows(rows, out)
+    writer = RowWriter(out) if out is not None else None  # a place that cannot be written fails before any work
+    if annotate is not None:
+        try:
+            check_annotate_dir(annotate)
+        except FaceageError:
+            if writer is not None:
+                writer.discard()
+            raise
+    rows: list[dict] = []
+    problems: list[str] = []
+    total = {"inputs": 0}
+
+    def update(done: int, count: int) -> None:
+        total["inputs"] = count
+        bar.update(task, completed=done, total=count)
+
+    interrupted = False
+    try:
+        with _progress() as bar:
+            task = bar.add_task("predict", total=None)
+            for row in predict_paths(inputs, model=str(model) if model else None, bins=bins, cropped=cropped,
+                                     workers=workers, annotate_dir=annotate, progress=update, min_face=min_face,
+                                     max_bytes=_megabytes(max_file_mb), problems=problems):  # fmt: skip
+                rows.append(row)
+                if writer is not None:
+                    writer.write([row])
+    except KeyboardInterrupt:
+        interrupted = True
+    except BaseException:
+        if writer is not None:
+            writer.discard()
+        raise
+    if writer is not None:
+        writer.close()
     else:
         table = Table(title="ages")
         for column in ("path", "face", "age", "80% interval", "bin", "p(bin)", "error"):
@@ -449,8 +464,16 @@ def predict(
             table.add_row(str(row["path"]), str(row["face"]), str(row["age"]), interval, str(row["bin"]),
                           str(row["bin_prob"]), str(row["error"]))  # fmt: skip
         console.print(table)
+    summary = summarize(rows)
+    for problem in problems:
+        err_console.print(f"[yellow]warning:[/] {problem}")
+    if interrupted:
+        where = f"; wrote their {len(rows)} row(s) to {out}" if out else ""
+        err_console.print(f"[bold red]interrupted[/] after {summary.inputs} of {total['inputs'] or '?'} input(s)"
+                          f"{where}: {summary.line()}")  # fmt: skip
+        raise typer.Exit(130)
     err_console.print(summary.line() + (f"; wrote {out}" if out else ""))
-    raise typer.Exit(summary.exit_code)
+    raise typer.Exit(2 if problems else summary.exit_code)
 
 
 @app.command()
@@ -614,7 +637,7 @@ def _default_screening_help() -> str:
              "no_face or multiple_faces. " + _default_screening_help())  # fmt: skip
 @friendly_errors
 def check(
-    photos: Annotated[list[Path], typer.Argument(help="Photos to check.")],
+    photos: Annotated[list[Path], typer.Argument(help="Photos, or folders (searched recursively as by predict).")],
     min_age: Annotated[float, typer.Option(help="The legal minimum age.")] = 18,
     challenge: Annotated[
         float | None,
@@ -624,14 +647,18 @@ def check(
         str, typer.Option(help="refer: one person at a time; largest: judge the largest face.")
     ] = "refer",  # fmt: skip
     model: Annotated[Path | None, typer.Option(help=MODEL_HELP)] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per photo.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="JSON Lines: one JSON object per photo, one per line.")
+    ] = False,
 ) -> None:
     import json
 
     from faceage.check import Calibration, Policy, calibration_path, decide
     from faceage.errors import ImageError
     from faceage.infer.estimator import AgeEstimator
+    from faceage.infer.predict import expand_inputs
 
+    photos = expand_inputs([str(photo) for photo in photos])
     estimator = AgeEstimator(model=model)
     if challenge is None:
         challenge = Calibration.load(calibration_path(estimator.model.path)).challenge_for(min_age)["challenge"]
@@ -648,7 +675,7 @@ def check(
             result = {"outcome": "error", "reason": str(exc), "faces": 0, "age": None, "age_low": None,
                       "age_high": None, "policy": None}  # fmt: skip
         if as_json:
-            console.print_json(json.dumps({"photo": str(photo), **result}))
+            sys.stdout.write(json.dumps({"photo": str(photo), **result}) + "\n")
         else:
             interval = f"{result['age_low']}-{result['age_high']}" if result["age"] is not None else ""
             table.add_row(str(photo), result["outcome"], "" if result["age"] is None else str(result["age"]),

@@ -3,12 +3,16 @@
 Columns (CSV) or keys (JSONL), exactly: path, face, x1, y1, x2, y2, det_score, age, age_low, age_high, bin, bin_prob,
 error. ``face`` is the 0-based index by box area (largest = 0). A photo without a face gives one row with
 ``error=no_face``; an unreadable input gives one row with ``error=unreadable: <reason>``.
+
+Where results go is checked before any photo is read (:func:`check_output_path`, :func:`check_annotate_dir`), and
+:class:`RowWriter` writes each input's rows as soon as they are finished, into a temporary file beside the output
+that becomes the output when the run ends, or when it is interrupted (Ctrl-C): the file is then valid and holds
+every finished input.
 """
 
 from __future__ import annotations
 
 import csv
-import io
 import json
 import multiprocessing as mp
 import os
@@ -101,8 +105,9 @@ def _init_worker(model: str | None, bins: str | None, min_face: int | None = Non
     _WORKER = AgeEstimator(model=model, bins=bins, detector=detector, max_bytes=max_bytes)
 
 
-def _predict_one(task: tuple[str, bytes | None, bool, str | None]) -> tuple[str, list[dict]]:
-    path, data, cropped, annotate_dir = task
+def _predict_one(task: tuple[str, bytes | None, bool, str | None]) -> tuple[str, list[dict], str]:
+    """(path, rows, problem writing its annotated copy or "")."""
+    path, data, cropped, annotate_target = task
     estimator = _WORKER
     if estimator is None:
         raise RuntimeError("worker not initialised")
@@ -111,11 +116,33 @@ def _predict_one(task: tuple[str, bytes | None, bool, str | None]) -> tuple[str,
         rgb = load_rgb(source, name=path, max_pixels=estimator.max_pixels, max_bytes=estimator.max_bytes)
         faces = estimator.predict(rgb, cropped=cropped)
     except ImageError as exc:
-        return path, rows_for(path, None, f"unreadable: {exc}")
-    if annotate_dir:
-        target = Path(annotate_dir) / (("stdin" if path == STDIN else Path(path).stem) + ".annotated.jpg")
-        cv2.imwrite(str(target), cv2.cvtColor(draw_faces(rgb, faces), cv2.COLOR_RGB2BGR))
-    return path, rows_for(path, faces)
+        return path, rows_for(path, None, f"unreadable: {exc}"), ""
+    problem = ""
+    if annotate_target:
+        try:
+            written = cv2.imwrite(annotate_target, cv2.cvtColor(draw_faces(rgb, faces), cv2.COLOR_RGB2BGR))
+        except cv2.error as exc:
+            written, problem = False, str(exc).strip().splitlines()[-1]
+        if not written:
+            problem = f"{annotate_target}: the annotated copy could not be written" + (f" ({problem})" if problem
+                                                                                       else "")  # fmt: skip
+    return path, rows_for(path, faces), problem
+
+
+def annotated_names(paths: list[str]) -> list[str]:
+    """A distinct file name for each input's annotated copy: ``<stem>.annotated.jpg``, then ``<stem>-2...`` for the
+    next input of the same stem (``a/photo.jpg``, ``b/photo.jpg`` and ``photo.png`` are three photos)."""
+    taken: set[str] = set()
+    names = []
+    for path in paths:
+        stem = "stdin" if path == STDIN else Path(path).stem
+        name, n = f"{stem}.annotated.jpg", 1
+        while name.lower() in taken:
+            n += 1
+            name = f"{stem}-{n}.annotated.jpg"
+        taken.add(name.lower())
+        names.append(name)
+    return names
 
 
 def predict_paths(
@@ -129,19 +156,22 @@ def predict_paths(
     progress: Callable[[int, int], None] | None = None,
     min_face: int | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    problems: list[str] | None = None,
 ) -> Iterator[dict]:
     """Rows for every input, in input order (``min_face``: smallest face in pixels, default the detector's; an input
-    over ``max_bytes`` is an unreadable row, and is not read beyond that)."""
+    over ``max_bytes`` is an unreadable row, and is not read beyond that). Annotated copies that could not be written
+    are reported in ``problems`` (given a list)."""
     if min_face is not None:
         DetectorConfig(min_face_size=min_face)  # refuses an impossible size before any work starts
     if max_bytes < 1:
         raise FaceageError(f"the limit per image must be at least 1 byte, not {max_bytes}")
     paths = expand_inputs(inputs)
-    stdin_data = sys.stdin.buffer.read(max_bytes + 1) if STDIN in paths else None
     if annotate_dir is not None:
-        Path(annotate_dir).mkdir(parents=True, exist_ok=True)
-    tasks = [(p, stdin_data if p == STDIN else None, cropped, str(annotate_dir) if annotate_dir else None)
-             for p in paths]  # fmt: skip
+        check_annotate_dir(Path(annotate_dir))
+    stdin_data = _read_stdin(max_bytes) if STDIN in paths else None
+    targets = ([str(Path(annotate_dir) / name) for name in annotated_names(paths)] if annotate_dir is not None
+               else [None] * len(paths))  # fmt: skip
+    tasks = [(p, stdin_data if p == STDIN else None, cropped, target) for p, target in zip(paths, targets, strict=True)]
     if workers <= 1:
         _init_worker(model, bins, min_face, max_bytes)
         results: Iterator = map(_predict_one, tasks)
@@ -151,48 +181,120 @@ def predict_paths(
                                              initargs=(model, bins, min_face, max_bytes))  # fmt: skip
         results = pool.imap(_predict_one, tasks, chunksize=1)
     try:
-        for done, (_, rows) in enumerate(results, start=1):
+        for done, (_, rows, problem) in enumerate(results, start=1):
+            if problem and problems is not None:
+                problems.append(problem)
             yield from rows
             if progress:
                 progress(done, len(paths))
+    except BaseException:  # interrupted (Ctrl-C) or the consumer stopped: the workers are not waited for
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+            pool = None
+        raise
     finally:
         if pool is not None:
             pool.close()
             pool.join()
 
 
+def _read_stdin(max_bytes: int) -> bytes:
+    """Standard input, at most ``max_bytes`` + 1 bytes (so that a larger input is refused as such); closed: b""."""
+    if sys.stdin is None or sys.stdin.closed:
+        return b""
+    try:
+        return sys.stdin.buffer.read(max_bytes + 1)
+    except (OSError, ValueError):  # closed or unreadable descriptor: an empty input, reported as such
+        return b""
+
+
 def check_output_path(out: Path) -> str:
-    """The output format (".csv" or ".jsonl") from the file name, checked before any work is done."""
+    """The output format (".csv" or ".jsonl") from the file name, and that the file can be written, checked before any
+    work is done."""
     suffix = Path(out).suffix.lower()
     if suffix not in (".csv", ".jsonl"):
         raise FaceageError(f"{out}: the output must end in .csv or .jsonl")
+    out = Path(out)
+    if out.is_dir():
+        raise FaceageError(f"{out}: is a folder; give a file name ending in {suffix} for --out")
+    for folder in (out.parent, *out.parent.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise FaceageError(f"{out}: {folder} is a file, not a folder; choose another --out")
+            break
     return suffix
 
 
+def check_annotate_dir(folder: Path) -> None:
+    """That annotated copies can be written into ``folder`` (created if missing), checked before any work."""
+    if folder.exists() and not folder.is_dir():
+        raise FaceageError(f"{folder}: is a file; give a folder for --annotate")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".faceage-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise FaceageError(f"{folder}: annotated copies cannot be written there ({exc.strerror or exc}); choose "
+                           "another --annotate folder") from None  # fmt: skip
+
+
+class RowWriter:
+    """Rows written as they come into ``.<name>.<pid>.tmp`` beside ``out``, which becomes ``out`` on :meth:`close`
+    (also after an interruption: the file is valid and holds every row written). Opened before any work, so a place
+    that cannot be written is found at once."""
+
+    def __init__(self, out: Path):
+        self.out = Path(out)
+        self.suffix = check_output_path(self.out)
+        self.rows = 0
+        self.tmp = self.out.with_name(f".{self.out.name}.{os.getpid()}.tmp")
+        try:
+            self.out.parent.mkdir(parents=True, exist_ok=True)
+            self.handle = open(self.tmp, "w", newline="", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        except OSError as exc:
+            raise FaceageError(f"{self.out}: cannot be written ({exc.strerror or exc}); choose another --out") from None
+        if self.suffix == ".csv":
+            self.csv = csv.DictWriter(self.handle, fieldnames=COLUMNS)
+            self.csv.writeheader()
+
+    def write(self, rows: list[dict]) -> None:
+        for row in rows:
+            if self.suffix == ".csv":
+                self.csv.writerow(row)
+            else:
+                self.handle.write(json.dumps({k: (None if v == "" else v) for k, v in row.items()}) + "\n")
+            self.rows += 1
+        self.handle.flush()
+
+    def close(self) -> None:
+        """Make the rows written so far the output file."""
+        self.handle.close()
+        self.tmp.replace(self.out)
+
+    def discard(self) -> None:
+        self.handle.close()
+        self.tmp.unlink(missing_ok=True)
+
+
 def write_rows(rows: list[dict], out: Path) -> None:
-    suffix = check_output_path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if suffix == ".csv":
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-        text = buffer.getvalue()
-    else:
-        text = "".join(json.dumps({k: (None if v == "" else v) for k, v in row.items()}) + "\n" for row in rows)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    tmp.replace(out)
+    writer = RowWriter(out)
+    try:
+        writer.write(rows)
+    except BaseException:
+        writer.discard()
+        raise
+    writer.close()
 
 
 def summarize(rows: list[dict]) -> PredictSummary:
-    paths = {}
-    for row in rows:
-        paths.setdefault(row["path"], row["error"])
-    faces = sum(1 for row in rows if row["error"] == "")
+    """Counts over the rows of :func:`predict_paths`: each input starts with its first face (``face`` 0) or its only,
+    faceless row, so the same path given twice counts twice."""
+    first_rows = [row for row in rows if row["face"] in ("", 0, "0", None)]
     return PredictSummary(
-        inputs=len(paths),
-        faces=faces,
-        no_face=sum(1 for e in paths.values() if e == "no_face"),
-        unreadable=sum(1 for e in paths.values() if str(e).startswith("unreadable")),
+        inputs=len(first_rows),
+        faces=sum(1 for row in rows if row["error"] == ""),
+        no_face=sum(1 for row in first_rows if row["error"] == "no_face"),
+        unreadable=sum(1 for row in first_rows if str(row["error"]).startswith("unreadable")),
     )
