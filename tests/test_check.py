@@ -204,3 +204,16 @@ def test_check_json_is_json_lines_and_folders_are_searched(child_photo, photos, 
     records = [json.loads(line) for line in lines]  # every line is one JSON document
     assert [r["photo"].split("/")[-1] for r in records] == ["child.png", "multiface.jpg"]
     assert [r["outcome"] for r in records] == ["refer", "multiple_faces"]
+
+
+def test_ages_out_of_range_or_not_calibrated_exactly_and_unreadable_photos(child_photo, tmp_path):
+    for value in ("nan", "-1", "200"):
+        result = runner.invoke(app, ["check", str(child_photo), "--min-age", value])
+        assert result.exit_code == 1 and "must be between 0 and 130" in result.output, value
+    result = runner.invoke(app, ["check", str(child_photo), "--min-age", "18.0000001"])
+    assert result.exit_code == 1 and "no calibrated challenge age for a minimum age of 18" in result.output
+    bad = tmp_path / "bad.jpg"
+    bad.write_text("not a photo")
+    for command in (["gap", str(bad), "--age", "40"], ["recency", str(bad), "--claimed-age", "40"]):
+        result = runner.invoke(app, command)
+        assert result.exit_code == 2 and "not an image" in result.output  # as check and predict: 2 = unreadable input

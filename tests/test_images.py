@@ -229,3 +229,24 @@ def test_a_png_that_declares_more_rows_than_it_holds_is_truncated():
     with pytest.raises(ImageError, match="truncated"):
         load_rgb(png)
     assert time.perf_counter() - start < 0.5  # refused from the header: no 49-million-pixel image was decoded
+
+
+def test_wrong_arguments_to_the_python_api_get_the_project_error():
+    from faceage.errors import FaceageError
+    from faceage.infer import AgeEstimator
+
+    for make, words in ((lambda: AgeEstimator(model=123), "model must be"), (lambda: AgeEstimator(bins=5), "bins")):
+        with pytest.raises(FaceageError, match=words):
+            make()
+    estimator = AgeEstimator("fast")
+    calls = [
+        (lambda: estimator.predict(np.array([["a"]], dtype=object)), "not an image"),
+        (lambda: estimator.predict(np.array(["x", "y"])), "not an image"),
+        (lambda: estimator.predict(np.zeros((0, 0, 3), np.uint8), cropped=True), "no pixels"),
+        (lambda: estimator.predict(np.zeros((0, 5), np.uint8)), "no pixels"),
+        (lambda: estimator.predict_batch(None), "list of images"),
+        (lambda: estimator.predict_detected(np.zeros((8, 8, 3), np.uint8), None), "list of faceage.detect.Detection"),
+    ]
+    for call, words in calls:
+        with pytest.raises(FaceageError, match=words):
+            call()

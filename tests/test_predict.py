@@ -200,3 +200,44 @@ def test_the_summary_counts_inputs_as_given(tiny_onnx):
     run = _run("-", "-", "--model", tiny_onnx, stdin=jpeg_bytes(data.astronaut()))
     assert run.returncode == 0, run.stderr
     assert b"2 input(s): 2 face(s)" in run.stderr
+
+
+def test_a_full_disk_on_stdout_and_a_closed_stdin_are_messages_not_tracebacks(tiny_onnx, tmp_path):
+    import os
+
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(jpeg_bytes(data.astronaut()))
+    with open("/dev/full", "w") as full:
+        run = subprocess.run([sys.executable, "-m", "faceage.cli", "predict", str(photo), "--model", str(tiny_onnx)],
+                             stdout=full, stderr=subprocess.PIPE, text=True, timeout=300)  # fmt: skip
+    assert run.returncode == 1 and "the output could not be written" in run.stderr and "Traceback" not in run.stderr
+    run = subprocess.run([sys.executable, "-m", "faceage.cli", "predict", "-", "--model", str(tiny_onnx)],
+                         capture_output=True, text=True, timeout=300, preexec_fn=lambda: os.close(0))  # fmt: skip
+    assert run.returncode == 2 and "empty input" in run.stdout + run.stderr and "Traceback" not in run.stderr
+
+
+def test_a_path_longer_than_the_system_allows_is_an_unreadable_row(tiny_onnx, tmp_path):
+    import os
+
+    top = tmp_path / "deep"
+    top.mkdir()
+    here = os.open(top, os.O_RDONLY)
+    try:  # build 24 levels of 200-character names: the full path is far over PATH_MAX (4,096)
+        for _ in range(24):
+            os.mkdir("d" * 200, dir_fd=here)
+            inner = os.open("d" * 200, os.O_RDONLY, dir_fd=here)
+            os.close(here)
+            here = inner
+        with os.fdopen(os.open("photo.jpg", os.O_WRONLY | os.O_CREAT, dir_fd=here), "wb") as handle:
+            handle.write(jpeg_bytes(data.astronaut()))
+    finally:
+        os.close(here)
+    good = tmp_path / "good.jpg"
+    good.write_bytes(jpeg_bytes(data.astronaut()))
+    out = tmp_path / "ages.csv"
+    run = _run(top, good, "--model", tiny_onnx, "--out", out)
+    assert run.returncode == 2 and b"Traceback" not in run.stderr
+    with out.open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert rows[0]["error"].startswith("unreadable: ") and "too long" in rows[0]["error"]
+    assert rows[-1]["path"] == str(good) and rows[-1]["error"] == ""

@@ -215,3 +215,70 @@ def test_oversized_archive_members_and_forbidden_files_are_unreadable_rows(utk_f
     assert status[f"UTKFace/{first.name}"] in ("ok", "no_face") and status[second.name] in ("ok", "no_face")
     quality = pd.read_csv(out / "quality.csv")
     assert {f"parts.tar.gz:{big}", f"folder:{secret.name}"} <= set(quality["key"])
+
+
+def _prepare_cli(*args):
+    return subprocess.run([sys.executable, "-m", "faceage.cli", "prepare", *map(str, args)], capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+
+
+@pytest.mark.parametrize("option, message", [
+    (["--crop-size", "0"], "--crop-size must be 32-1024"),
+    (["--min-score", "5"], "--min-score is an MTCNN probability"),
+    (["--max-file-mb", "-1"], "--max-file-mb must be a positive"),
+])  # fmt: skip
+def test_bad_settings_are_refused_before_anything_is_written(utk_faces, tmp_path, option, message):
+    folder = tmp_path / "src"
+    folder.mkdir()
+    shutil.copy(utk_faces[0][0], folder)
+    out = tmp_path / "out"
+    run = _prepare_cli(folder, "--out", out, *option)
+    assert run.returncode == 1 and message in run.stderr and "Traceback" not in run.stderr
+    assert not out.exists()  # so the corrected run is not refused as "prepared with other settings"
+    assert _prepare_cli(folder, "--out", out, "--workers", "1").returncode == 0
+
+
+def test_an_out_folder_that_cannot_be_used_is_refused_at_once(utk_faces, tmp_path):
+    folder = tmp_path / "src"
+    folder.mkdir()
+    shutil.copy(utk_faces[0][0], folder)
+    (tmp_path / "a-file").write_text("x")
+    cases = ((tmp_path / "a-file", "is a file"), (tmp_path / "a-file" / "out", "cannot be written"),
+             ("/proc/faceage-out", "cannot be written"), (folder / "out", "inside the source folder"))
+    for out, message in cases:
+        run = _prepare_cli(folder, "--out", out)
+        assert run.returncode == 1 and message in run.stderr and "Traceback" not in run.stderr, (out, run.stderr)
+    assert not (folder / "out").exists()
+
+
+def test_links_devices_and_fifos_are_rows_not_silently_skipped(utk_faces, tmp_path):
+    import io
+    import os
+    import tarfile
+
+    (photo, _), (other, _) = utk_faces[:2]
+    archive = tmp_path / "odd.tar"
+    with tarfile.open(archive, "w") as tar:
+        info = tarfile.TarInfo(f"UTKFace/{photo.name}")
+        info.size = photo.stat().st_size
+        tar.addfile(info, io.BytesIO(photo.read_bytes()))
+        for name, kind in (("soft.jpg", tarfile.SYMTYPE), ("hard.jpg", tarfile.LNKTYPE), ("pipe.jpg", tarfile.FIFOTYPE),
+                           ("dev.jpg", tarfile.CHRTYPE)):  # fmt: skip
+            info = tarfile.TarInfo(f"UTKFace/{name}")
+            info.type, info.linkname = kind, f"UTKFace/{photo.name}"
+            tar.addfile(info)
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    shutil.copy(other, folder)
+    (folder / "dangling.jpg").symlink_to(folder / "missing.jpg")
+    os.mkfifo(folder / "pipe.jpg")
+    out = tmp_path / "out"
+    prepare([archive, folder], out, workers=1)
+    manifest = pd.read_parquet(out / "manifest.parquet")
+    reason = dict(zip(manifest["member"], manifest["reason"], strict=True))
+    status = dict(zip(manifest["member"], manifest["status"], strict=True))
+    expected = {"UTKFace/soft.jpg": "symbolic link", "UTKFace/hard.jpg": "hard link", "UTKFace/pipe.jpg": "FIFO",
+                "UTKFace/dev.jpg": "device", "dangling.jpg": "does not exist", "pipe.jpg": "FIFO"}  # fmt: skip
+    for member, words in expected.items():
+        assert status[member] in ("unreadable", "bad_name") and words in reason[member], (member, reason[member])
+    assert len(manifest) == 8  # every entry of both sources has its row

@@ -34,7 +34,9 @@ err_console = Console(stderr=True, soft_wrap=True)  # messages stay on one line:
 
 
 def friendly_errors(func):
-    """Turn FaceageError into a one-line message on stderr and exit status 1."""
+    """Turn FaceageError into a one-line message on stderr and an exit status: 2 when an input image could not be read
+    (ImageError), 1 for anything else (a bad option, a missing file or model); see the README's exit-status rule."""
+    from faceage.errors import ImageError
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
@@ -42,7 +44,7 @@ def friendly_errors(func):
             return func(*args, **kwargs)
         except FaceageError as exc:
             err_console.print(f"[bold red]error:[/] {exc}")
-            raise typer.Exit(1) from None
+            raise typer.Exit(2 if isinstance(exc, ImageError) else 1) from None
 
     return wrapper
 
@@ -938,9 +940,40 @@ def _print_detections(results: dict, out: Path) -> None:
         raise typer.Exit(2)
 
 
-def run() -> None:  # pragma: no cover - console entry point alias
-    app()
+def run() -> None:
+    """The console entry point: the typer app, and a message instead of a traceback when the output itself cannot be
+    written (standard output on a full disk or closed, a broken pipe)."""
+    import errno
+    import os
+
+    try:
+        app()
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EPIPE, errno.EBADF, errno.EIO):
+            raise
+        _quiet_stdout()
+        sys.stderr.write(f"error: the output could not be written ({os.strerror(exc.errno)})\n")
+        sys.exit(1)
+    except SystemExit as done:
+        try:  # what is still buffered goes out now, so that a failure is reported, not lost at exit
+            sys.stdout.flush()
+        except OSError as exc:
+            _quiet_stdout()
+            sys.stderr.write(f"error: the output could not be written ({os.strerror(exc.errno or 0)})\n")
+            sys.exit(1)
+        raise done
+
+
+def _quiet_stdout() -> None:
+    """Point standard output at /dev/null so that Python's flush at exit does not print a second error."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(app())
+    run()

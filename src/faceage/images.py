@@ -63,6 +63,8 @@ def read_file(path: Path, label: str | None = None, max_bytes: int = DEFAULT_MAX
     try:
         info = os.stat(path)
     except FileNotFoundError:
+        if os.path.islink(path):
+            raise ImageError(f"{label}: a link to {os.readlink(path)}, which does not exist") from None
         raise ImageError(f"{label}: no such file") from None
     except PermissionError:
         raise ImageError(f"{label}: permission denied; check the file's permissions") from None
@@ -181,6 +183,12 @@ def _pil_to_rgb(pil: Image.Image, label: str, max_pixels: int) -> np.ndarray:
 
 
 def _array_to_rgb(array: np.ndarray, label: str) -> np.ndarray:
+    if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
+        raise ImageError(f"{label}: an array of {array.dtype} is not an image; give numbers (uint8 0-255 or float 0-1)")
+    if array.size == 0:
+        raise ImageError(f"{label}: image has no pixels (array of shape {array.shape})")
+    if array.dtype == np.bool_:
+        array = array.astype(np.uint8) * 255
     if array.ndim == 2:
         array = np.stack([array] * 3, axis=-1)
     if array.ndim != 3 or array.shape[2] not in (1, 3, 4):

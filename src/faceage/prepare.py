@@ -66,6 +66,19 @@ class PrepareConfig:
     alignment: str = ALIGNMENT_VERSION
     max_file_bytes: int = DEFAULT_MAX_BYTES  # larger files and archive members are not read (an "unreadable" row)
 
+    def __post_init__(self) -> None:
+        """Every setting checked before anything is written (a refused setting leaves no trace in the folder)."""
+        checks = [
+            (isinstance(self.crop_size, int) and 32 <= self.crop_size <= 1024, "--crop-size must be 32-1024 pixels"),
+            (isinstance(self.jpeg_quality, int) and 1 <= self.jpeg_quality <= 100, "the JPEG quality must be 1-100"),
+            (isinstance(self.min_face_size, int) and self.min_face_size >= 12, "the smallest face must be >= 12 px"),
+            (0.0 <= self.min_score <= 1.0, "--min-score is an MTCNN probability: between 0 and 1"),
+            (self.max_file_bytes >= 1, "the limit per file must be at least 1 byte"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise FaceageError(f"{message}, not {self!r}")
+
     def detector(self) -> DetectorConfig:
         return DetectorConfig(min_face_size=self.min_face_size, min_score=self.min_score, threads=1)
 
@@ -181,6 +194,23 @@ def read_journal(out_dir: Path) -> pd.DataFrame:
     return frame.drop_duplicates("key", keep="last")
 
 
+def _check_out_dir(out_dir: Path, sources: list[Path]) -> None:
+    """Create ``out_dir``, or say at once why it cannot be (a file, under a file, not writable, inside a source)."""
+    for source in sources:
+        if source.is_dir() and out_dir.resolve().is_relative_to(source.resolve()):
+            raise FaceageError(f"{out_dir} is inside the source folder {source}: its crops would be read back as "
+                               "sources; choose an --out folder outside it")  # fmt: skip
+    if out_dir.exists() and not out_dir.is_dir():
+        raise FaceageError(f"{out_dir}: is a file; give a folder for --out")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / f".faceage-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise FaceageError(f"{out_dir}: cannot be written ({exc.strerror or exc}); choose another --out") from None
+
+
 def _check_config(out_dir: Path, config: PrepareConfig) -> None:
     path = out_dir / JOURNAL_DIR / "config.json"
     # the read limit bounds what is read, not how a face is prepared: a resumed run may change it
@@ -218,7 +248,7 @@ def prepare(
     config = config or PrepareConfig()
     out_dir = Path(out_dir)
     total = count_items(sources)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    _check_out_dir(out_dir, sources)
     _check_config(out_dir, config)
     # temp files left by a prepare run that was killed mid-write (only prepare's own folders)
     stale = [*out_dir.glob(".*.tmp"), *(out_dir / JOURNAL_DIR).glob(".*.tmp"), *(out_dir / "crops").glob("*/.*.tmp")]

@@ -4,7 +4,9 @@ Each file becomes a :class:`SourceItem` whose ``key`` ("<source name>:<path insi
 runs. Archives are read member by member in stream mode, so memory holds one image at a time, never the archive.
 A file or member over ``max_bytes`` (default :data:`faceage.images.DEFAULT_MAX_BYTES`) is not read, and a folder file
 that cannot be read (permissions, not a regular file) is not fatal: either comes back with its ``error`` set, and
-becomes an "unreadable" row with that reason.
+becomes an "unreadable" row with that reason. Nothing is skipped without a row: archive members that are links,
+devices or FIFOs, and folder entries that are dangling links, FIFOs, sockets or devices, come back with ``error`` set
+too; only folders (and links to folders, which are not followed) are not items.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ def iter_items(paths: list[Path], max_bytes: int = DEFAULT_MAX_BYTES) -> Iterato
     files that cannot be read come with ``error`` set instead of their data."""
     for path in check_sources(paths):
         if path.is_dir():
-            for file in sorted(p for p in path.rglob("*") if p.is_file()):
+            for file in _folder_entries(path):
                 member = file.relative_to(path).as_posix()
                 try:
                     yield SourceItem(path.name, member, read_file(file, member, max_bytes))
@@ -71,7 +73,11 @@ def _iter_archive(path: Path, max_bytes: int) -> Iterator[SourceItem]:
     try:
         with tarfile.open(path, mode="r|*") as tar:
             for member in tar:
+                if member.isdir():
+                    continue
                 if not member.isfile():
+                    yield SourceItem(path.name, member.name, b"", f"{member.name}: {_member_kind(member)} in the "
+                                     "archive, not a file: not read")  # fmt: skip
                     continue
                 if member.size > max_bytes:  # not read: the stream skips its data
                     yield SourceItem(path.name, member.name, b"", f"{member.name}: {member.size:,} bytes is over the "
@@ -84,16 +90,39 @@ def _iter_archive(path: Path, max_bytes: int) -> Iterator[SourceItem]:
         raise SourceError(f"{path}: cannot read the archive ({exc}); is the download complete?") from None
 
 
+def _folder_entries(folder: Path) -> list[Path]:
+    """Every entry under ``folder`` that is not a folder, sorted (dangling links and FIFOs included), and the folders
+    that cannot be listed (no permission, a path over the system's limit): each becomes an item."""
+    import os
+
+    entries: list[Path] = []
+    for root, _, files in os.walk(folder, onerror=lambda exc: entries.append(Path(exc.filename))):
+        entries.extend(Path(root) / name for name in files)
+    return sorted(entries)
+
+
+def _member_kind(member: tarfile.TarInfo) -> str:
+    if member.issym():
+        return f"a symbolic link to {member.linkname}"
+    if member.islnk():
+        return f"a hard link to {member.linkname}"
+    if member.isfifo():
+        return "a FIFO"
+    if member.ischr() or member.isblk():
+        return "a device"
+    return "not a regular file"
+
+
 def count_items(paths: list[Path]) -> int:
-    """Number of files in the sources (reads archive headers; used for the progress bar)."""
+    """Number of items in the sources (reads archive headers; used for the progress bar)."""
     total = 0
     for path in check_sources(paths):
         if path.is_dir():
-            total += sum(1 for p in path.rglob("*") if p.is_file())
+            total += len(_folder_entries(path))
         else:
             try:
                 with tarfile.open(path, mode="r|*") as tar:
-                    total += sum(1 for m in tar if m.isfile())
+                    total += sum(1 for m in tar if not m.isdir())
             except (tarfile.TarError, EOFError, OSError) as exc:
                 raise SourceError(f"{path}: cannot read the archive ({exc}); is the download complete?") from None
     return total

@@ -85,6 +85,9 @@ class AgeEstimator:
         meta = self.model.metadata
         self.preprocessing = Preprocessing.from_dict(meta["preprocessing"])
         self.model_bins = AgeBins.parse(meta["bins"])
+        if bins is not None and not isinstance(bins, str | AgeBins):
+            raise FaceageError(f"bins must be a string such as '0-17,18-24,25+' or an AgeBins, not "
+                               f"{type(bins).__name__} {bins!r}")  # fmt: skip
         self.bins = AgeBins.parse(bins) if isinstance(bins, str) else (bins or self.model_bins)
         if meta["head"] == "bins" and self.bins != self.model_bins:
             raise FaceageError(f"this model predicts the bins {self.model_bins}; it cannot answer in other bins")
@@ -123,6 +126,11 @@ class AgeEstimator:
     def predict_detected(self, rgb: np.ndarray, detections: list[Detection]) -> list[Face]:
         """Ages for faces already found in an RGB uint8 array (each :class:`Detection` with its 5 landmarks: eyes,
         nose tip, mouth corners), largest box first: alignment and the age model only."""
+        if detections is None or not all(isinstance(d, Detection) for d in detections):
+            raise FaceageError("predict_detected takes an RGB array and a list of faceage.detect.Detection (box, 5 "
+                               "landmarks, score); pass [] when there are none")  # fmt: skip
+        if not isinstance(rgb, np.ndarray) or rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+            raise FaceageError("predict_detected takes an H×W×3 uint8 RGB array (faceage.images.load_rgb makes one)")
         detections = sorted(detections, key=lambda d: -d.area)
         size = self.preprocessing.aligned_size
         crops = [align_face(rgb, d.landmarks, size=size).image for d in detections]
@@ -130,6 +138,9 @@ class AgeEstimator:
 
     def predict_batch(self, images, cropped: bool = False) -> list[list[Face]]:
         """``predict`` for many images; with ``cropped=True`` the faces go through the age model in one batch."""
+        if images is None or isinstance(images, str | bytes | Path) or not hasattr(images, "__iter__"):
+            raise FaceageError("predict_batch takes a list of images (paths, bytes, PIL images or arrays); for one "
+                               "image call predict")  # fmt: skip
         if not cropped:
             return [self.predict(image) for image in images]
         wholes, crops = [], []

@@ -59,14 +59,30 @@ def expand_inputs(inputs: list[str]) -> list[str]:
             out.append(STDIN)
             continue
         path = Path(item)
-        if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-            out.extend(str(p) for p in found)
+        try:
+            is_dir = path.is_dir()
+        except OSError:  # a name too long for the system: an error row
+            is_dir = False
+        if is_dir:
+            out.extend(str(p) for p in _images_in(path))
         else:
             out.append(item)  # missing or unreadable files become error rows
     if not out:
         raise FaceageError("no input images: give files, folders with images, or - for standard input")
     return out
+
+
+def _images_in(folder: Path) -> list[Path]:
+    """Files with an image suffix under ``folder`` (sorted), and the folders that cannot be listed (a path over the
+    system's limit, no permission), which become unreadable rows."""
+    found: list[Path] = []
+    unlisted: list[Path] = []
+    for root, _, files in os.walk(folder, onerror=lambda exc: unlisted.append(Path(exc.filename))):
+        for name in files:
+            entry = Path(root) / name
+            if entry.suffix.lower() in IMAGE_SUFFIXES and not os.path.isdir(entry):
+                found.append(entry)
+    return sorted(found + [p for p in unlisted if p != folder])
 
 
 def rows_for(path: str, faces: list[Face] | None, error: str = "") -> list[dict]:

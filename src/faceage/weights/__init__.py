@@ -23,6 +23,11 @@ def model_path(model: str | Path | None) -> Path:
     """The file behind ``model``: None or "default" → the shipped default, "fast" → the shipped single network (unless
     a file of that name exists in the working folder), anything else as a path. A shipped model this install lacks
     is refused here (WeightsError)."""
+    if model is not None and not isinstance(model, str | Path):
+        raise WeightsError(
+            f"model must be 'default', 'fast' or the path of an ONNX file from 'faceage export', not "
+            f"{type(model).__name__} {model!r}"
+        )
     if model is None:
         path = DEFAULT_MODEL
     elif str(model) in SHIPPED_MODELS and not Path(model).exists():
