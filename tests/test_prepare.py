@@ -243,8 +243,12 @@ def test_an_out_folder_that_cannot_be_used_is_refused_at_once(utk_faces, tmp_pat
     folder.mkdir()
     shutil.copy(utk_faces[0][0], folder)
     (tmp_path / "a-file").write_text("x")
-    cases = ((tmp_path / "a-file", "is a file"), (tmp_path / "a-file" / "out", "cannot be written"),
-             ("/proc/faceage-out", "cannot be written"), (folder / "out", "inside the source folder"))
+    cases = (
+        (tmp_path / "a-file", "is a file"),
+        (tmp_path / "a-file" / "out", "cannot be written"),
+        ("/proc/faceage-out", "cannot be written"),
+        (folder / "out", "inside the source folder"),
+    )
     for out, message in cases:
         run = _prepare_cli(folder, "--out", out)
         assert run.returncode == 1 and message in run.stderr and "Traceback" not in run.stderr, (out, run.stderr)

@@ -161,3 +161,62 @@ def test_uploads_never_touch_the_disk(client, astronaut_jpeg, tmp_path, monkeypa
     client.post("/v1/estimate/batch", files=[("images", ("a.jpg", astronaut_jpeg)), ("images", ("b.jpg", large))])
     assert _files_under(work, temp) == set()
     assert rollovers == []
+
+
+def test_fields_sent_as_files_are_refused_not_echoed(client, astronaut_jpeg):
+    photo = ("photo.jpg", astronaut_jpeg, "image/jpeg")
+    for route, field in (("/v1/check", "min_age"), ("/v1/check", "challenge"), ("/v1/check", "multiple_faces"),
+                         ("/v1/estimate", "bins"), ("/v1/estimate", "cropped")):  # fmt: skip
+        response = client.post(route, files=[("image", photo), (field, ("x.txt", b"18", "text/plain"))])
+        _assert_error(response, 422, "bad_field", f"'{field}' must be a text field")
+        assert "UploadFile" not in response.text
+
+
+def test_an_uncalibrated_minimum_age_says_what_to_send(client, astronaut_jpeg):
+    response = client.post("/v1/check", files={"image": ("a.jpg", astronaut_jpeg)}, data={"min_age": "19"})
+    _assert_error(response, 422, "bad_policy", "send a 'challenge' field")
+    assert "--challenge" not in response.text
+
+
+def test_only_the_hosts_the_service_serves_are_answered(astronaut_jpeg):
+    client = TestClient(create_app(ServiceConfig()))
+    for host in ("127.0.0.1:8000", "localhost", "[::1]:8000"):
+        assert client.get("/healthz", headers={"Host": host}).status_code == 200, host
+    rebound = client.get("/healthz", headers={"Host": "attacker.example:8000"})
+    _assert_error(rebound, 400, "bad_host", "does not answer to the host 'attacker.example'")
+    named = TestClient(create_app(ServiceConfig(allowed_hosts=("faces.lan",))))
+    assert named.get("/healthz", headers={"Host": "faces.lan:8000"}).status_code == 200
+    assert named.get("/healthz", headers={"Host": "127.0.0.1"}).status_code == 400
+    anyone = TestClient(create_app(ServiceConfig(allowed_hosts=("*",))))
+    assert anyone.get("/healthz", headers={"Host": "whatever"}).status_code == 200
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--port", "99999"], "--port must be between 1 and 65535"),
+    (["--port", "-1"], "--port must be between 1 and 65535"),
+    (["--max-upload-mb", "-1"], "--max-upload-mb must be a positive"),
+    (["--max-batch", "0"], "--max-batch must be at least 1"),
+])  # fmt: skip
+def test_serve_refuses_impossible_options(options, message):
+    from typer.testing import CliRunner
+
+    from faceage.cli import app
+
+    result = CliRunner().invoke(app, ["serve", *options])
+    assert result.exit_code == 1 and message in result.output and "serving on" not in result.output
+
+
+def test_serve_says_so_when_the_port_is_taken():
+    import socket
+
+    from typer.testing import CliRunner
+
+    from faceage.cli import app
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(app, ["serve", "--port", str(port)])
+    assert result.exit_code == 1 and "cannot listen on 127.0.0.1 port" in result.output
+    assert "serving on" not in result.output

@@ -192,14 +192,14 @@ class Calibration:
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
 
-    def challenge_for(self, min_age: float) -> dict:
+    def challenge_for(self, min_age: float, how_to_choose: str = "pass --challenge") -> dict:
         check_age(min_age, "the minimum age")
         key = f"{min_age:g}"
         if key not in self.screening or float(key) != float(min_age):  # 18.0000001 is not 18
             raise FaceageError(
                 f"no calibrated challenge age for a minimum age of {min_age:g} (calibrated: "
-                f"{', '.join(self.screening) or 'none'}); pass --challenge, or run 'faceage calibrate ... --min-age "
-                f"{min_age:g}'"
+                f"{', '.join(self.screening) or 'none'}); {how_to_choose}, or calibrate the model for it ('faceage "
+                f"calibrate ... --min-age {min_age:g}')"
             )
         return self.screening[key]
 

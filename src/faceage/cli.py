@@ -588,9 +588,18 @@ def serve(
     model: Annotated[Path | None, typer.Option(help=MODEL_HELP)] = None,
     max_upload_mb: Annotated[float, typer.Option(help="Largest upload per image, in MB.")] = 10.0,
     max_batch: Annotated[int, typer.Option(help="Most images in one batch request.")] = 16,
+    allowed_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A host name clients reach the service by (Host header); repeat it; '*' for any. Default: "
+            "the loopback names, and --host when it is another address."
+        ),
+    ] = None,  # fmt: skip
 ) -> None:
     """The HTTP API (/v1/estimate, /docs) and a web page at /. Uploads stay in memory and are never stored."""
+    import ipaddress
     import os
+    import socket
 
     try:
         import uvicorn
@@ -600,6 +609,19 @@ def serve(
         raise FaceageError("the service needs its extra: pip install 'faceage[serve]'") from None
     if workers < 1:
         raise FaceageError(f"--workers must be at least 1, got {workers}")
+    if not 1 <= port <= 65535:
+        raise FaceageError(f"--port must be between 1 and 65535, got {port}")
+    if not max_upload_mb > 0:
+        raise FaceageError(f"--max-upload-mb must be a positive number of megabytes, got {max_upload_mb}")
+    if max_batch < 1:
+        raise FaceageError(f"--max-batch must be at least 1, got {max_batch}")
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a name: it may resolve to anything
+        loopback = False
+    from faceage.serve.app import LOOPBACK_HOSTS
+
+    hosts = list(allowed_host or LOOPBACK_HOSTS) + ([] if allowed_host or loopback else [host])
     if model is not None:
         from faceage.infer.estimator import ModelFile
         from faceage.weights import model_path
@@ -610,9 +632,20 @@ def serve(
     os.environ[ENVIRONMENT["max_batch"]] = str(max_batch)
     if model is not None:
         os.environ[ENVIRONMENT["model"]] = str(model)
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        err_console.print(f"[bold yellow]note:[/] binding to {host}: the service is reachable from other machines")
-    err_console.print(f"faceage serving on http://{host}:{port}/ (API docs at /docs); Ctrl-C stops it")
+    os.environ[ENVIRONMENT["allowed_hosts"]] = ",".join(hosts)
+    try:  # the address must be free and ours to take before "serving on" is printed
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except (OSError, OverflowError) as exc:
+        raise FaceageError(f"cannot listen on {host} port {port} ({getattr(exc, 'strerror', None) or exc}); choose "
+                           "another --port or --host") from None  # fmt: skip
+    if not loopback:
+        err_console.print(f"[bold yellow]note:[/] binding to {host}: the service is reachable from other machines "
+                          f"(answering to the hosts {', '.join(hosts)}; --allowed-host adds names)")  # fmt: skip
+    shown = f"[{host}]" if ":" in host else host
+    err_console.print(f"faceage serving on http://{shown}:{port}/ (API docs at /docs); Ctrl-C stops it")
     uvicorn.run("faceage.serve.app:app_from_environment", factory=True, host=host, port=port, workers=workers,
                 log_level="warning")  # fmt: skip
 

@@ -33,6 +33,7 @@ STATIC = Path(__file__).resolve().parent / "static"
 DEFAULT_MAX_UPLOAD = 10 * 1024 * 1024
 DEFAULT_MAX_BATCH = 16
 FORM_OVERHEAD = 64 * 1024  # room for the multipart headers and text fields around the photo bytes
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]", "testserver")  # testserver: Starlette's test client
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class ServiceConfig:
     max_pixels: int = DEFAULT_MAX_PIXELS
     threads: int = 1  # ONNX Runtime threads per request
     concurrency: int = max(1, os.cpu_count() or 1)  # requests estimated at once; the others wait their turn
+    allowed_hosts: tuple[str, ...] = LOOPBACK_HOSTS  # Host headers accepted ("*": any); others get 400
 
 
 class ApiError(Exception):
@@ -112,6 +114,34 @@ async def _one_image(request: Request, config: ServiceConfig) -> tuple[FormData,
     return form, name, data
 
 
+def host_name(header: str) -> str:
+    """A ``Host`` header without its port: ``[::1]:8000`` → ``::1``, ``Example.org:80`` → ``example.org``."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[1 : header.find("]")] if "]" in header else header
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+
+
+class AllowedHosts:
+    """ASGI middleware: requests whose ``Host`` is not one of ``hosts`` get a 400 JSON error (``"*"`` allows any)."""
+
+    def __init__(self, app, hosts: tuple[str, ...]):
+        self.app = app
+        self.any = "*" in hosts
+        self.hosts = {host_name(h) for h in hosts}
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] in ("http", "websocket") and not self.any:
+            headers = dict(scope.get("headers") or [])
+            host = host_name(headers.get(b"host", b"").decode("latin-1"))
+            if host not in self.hosts:
+                response = _error(400, "bad_host", f"this service does not answer to the host '{host}'; allowed: "
+                                  f"{', '.join(sorted(self.hosts))} (faceage serve --allowed-host NAME)")  # fmt: skip
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def _form_schema(required: str, **properties: dict) -> dict:
     """OpenAPI description of a multipart form (the routes parse it themselves, to bound its size while it streams)."""
     schema = {"type": "object", "required": [required], "properties": properties}
@@ -130,6 +160,14 @@ CHECK_FORM = _form_schema(
     challenge={"type": "number", "description": "default: the calibrated age"},
     multiple_faces={"type": "string", "enum": ["refer", "largest"], "default": "refer"},
 )
+
+
+def _text(form: FormData, name: str) -> str | None:
+    """A text field of the form (None when absent); a file sent in its place is refused, not echoed back."""
+    value = form.get(name)
+    if isinstance(value, UploadFile):
+        raise ApiError(422, "bad_field", f"'{name}' must be a text field, not a file upload")
+    return value
 
 
 def _flag(value, name: str) -> bool:
@@ -199,6 +237,8 @@ def create_app(config: ServiceConfig | None = None) -> FastAPI:
         "memory and never stored.",
     )
     app.state.config = config
+    # only the names this service is reached by: a web page elsewhere cannot reach it by DNS rebinding
+    app.add_middleware(AllowedHosts, hosts=config.allowed_hosts)
     # as many estimates at once as there are cores: more only adds memory (one set of buffers per thread) and latency
     limiter = anyio.CapacityLimiter(config.concurrency)
     app.state.estimator = AgeEstimator(model=config.model, threads=config.threads, max_pixels=config.max_pixels)
@@ -226,8 +266,8 @@ def create_app(config: ServiceConfig | None = None) -> FastAPI:
     @app.post("/v1/estimate", openapi_extra=ESTIMATE_FORM, summary="Ages of the faces in one photo")
     async def estimate(request: Request):
         form, name, data = await _one_image(request, config)
-        estimator = _estimator_for(app, form.get("bins"))
-        cropped = _flag(form.get("cropped"), "cropped")
+        estimator = _estimator_for(app, _text(form, "bins"))
+        cropped = _flag(_text(form, "cropped"), "cropped")
         return await anyio.to_thread.run_sync(_estimate, estimator, name, data, cropped, config.max_pixels,
                                               limiter=limiter)  # fmt: skip
 
@@ -243,8 +283,8 @@ def create_app(config: ServiceConfig | None = None) -> FastAPI:
         if len(uploads) > config.max_batch:
             raise ApiError(413, "too_many_images", f"{len(uploads)} images in one request; the limit is "
                            f"{config.max_batch}")  # fmt: skip
-        estimator = _estimator_for(app, form.get("bins"))
-        cropped = _flag(form.get("cropped"), "cropped")
+        estimator = _estimator_for(app, _text(form, "bins"))
+        cropped = _flag(_text(form, "cropped"), "cropped")
         results = []
         for upload in uploads:
             name, data = await _read_upload(upload, "images", config.max_upload_bytes)
@@ -262,13 +302,13 @@ def create_app(config: ServiceConfig | None = None) -> FastAPI:
 
         form, name, data = await _one_image(request, config)
         try:
-            min_age = float(form.get("min_age") or 18)
-            challenge = form.get("challenge")
+            min_age = float(_text(form, "min_age") or 18)
+            challenge = _text(form, "challenge")
             estimator: AgeEstimator = app.state.estimator
             if challenge in (None, ""):
-                challenge = _calibration(app).challenge_for(min_age)["challenge"]
+                challenge = _calibration(app).challenge_for(min_age, "send a 'challenge' field")["challenge"]
             policy = Policy(min_age=min_age, challenge=float(challenge),
-                            multiple_faces=str(form.get("multiple_faces") or "refer"))  # fmt: skip
+                            multiple_faces=str(_text(form, "multiple_faces") or "refer"))  # fmt: skip
         except ValueError:
             raise ApiError(422, "bad_field", "min_age and challenge must be numbers of years") from None
         except FaceageError as exc:
@@ -335,7 +375,7 @@ def _card_summary(card: str) -> dict:
 
 
 ENVIRONMENT = {"model": "FACEAGE_MODEL", "max_upload_bytes": "FACEAGE_MAX_UPLOAD_BYTES",
-               "max_batch": "FACEAGE_MAX_BATCH"}  # fmt: skip
+               "max_batch": "FACEAGE_MAX_BATCH", "allowed_hosts": "FACEAGE_ALLOWED_HOSTS"}  # fmt: skip
 
 
 def app_from_environment() -> FastAPI:
@@ -349,5 +389,7 @@ def app_from_environment() -> FastAPI:
             model=Path(model) if model else None,
             max_upload_bytes=int(os.environ.get(ENVIRONMENT["max_upload_bytes"], DEFAULT_MAX_UPLOAD)),
             max_batch=int(os.environ.get(ENVIRONMENT["max_batch"], DEFAULT_MAX_BATCH)),
+            allowed_hosts=tuple(filter(None, os.environ.get(ENVIRONMENT["allowed_hosts"], "").split(",")))
+            or LOOPBACK_HOSTS,
         )
     )
