@@ -220,3 +220,67 @@ def test_serve_says_so_when_the_port_is_taken():
         result = CliRunner().invoke(app, ["serve", "--port", str(port)])
     assert result.exit_code == 1 and "cannot listen on 127.0.0.1 port" in result.output
     assert "serving on" not in result.output
+
+
+@pytest.fixture(scope="module")
+def live_server():
+    """A real uvicorn server in a thread (the test client never resets a connection, a real server can)."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    app = create_app(ServiceConfig(max_upload_bytes=1024 * 1024))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 30
+    while not server.started and time.time() < deadline:
+        time.sleep(0.05)
+    assert server.started
+    yield port
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def _multipart(size: int) -> tuple[bytes, str]:
+    boundary = "faceage-test-boundary"
+    head = f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="big.jpg"\r\n'
+    head += "Content-Type: image/jpeg\r\n\r\n"
+    body = head.encode() + b"\xff" * size + f"\r\n--{boundary}--\r\n".encode()
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+def test_a_plain_client_sending_too_much_reads_the_413(live_server):
+    """urllib sends the whole body without Expect: 100-continue; it must get the JSON 413, not a reset."""
+    import http.client
+    import json
+    import urllib.error
+    import urllib.request
+
+    body, content_type = _multipart(24 * 1024 * 1024)
+    request = urllib.request.Request(f"http://127.0.0.1:{live_server}/v1/estimate", data=body,
+                                     headers={"Content-Type": content_type})  # fmt: skip
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(request, timeout=60)
+    assert caught.value.code == 413 and json.loads(caught.value.read())["error"]["code"] == "payload_too_large"
+    # the same body sent in chunks, with no length declared: refused while it streams in, and still answered
+    connection = http.client.HTTPConnection("127.0.0.1", live_server, timeout=60)
+    chunks = (body[i : i + 65536] for i in range(0, len(body), 65536))
+    connection.request("POST", "/v1/estimate", body=chunks, headers={"Content-Type": content_type},
+                       encode_chunked=True)  # fmt: skip
+    response = connection.getresponse()
+    assert response.status == 413 and json.loads(response.read())["error"]["code"] == "payload_too_large"
+    connection.close()
+
+
+def test_docs_work_offline(client):
+    page = client.get("/docs")
+    assert page.status_code == 200 and "/docs-assets/swagger-ui-bundle.js" in page.text
+    assert "http://" not in page.text and "https://" not in page.text  # nothing fetched from elsewhere
+    for asset in ("/docs-assets/swagger-ui-bundle.js", "/docs-assets/swagger-ui.css", "/static/favicon.svg"):
+        assert client.get(asset).status_code == 200, asset

@@ -17,11 +17,13 @@ from pathlib import Path
 import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
+from swagger_ui_bundle import swagger_ui_path
 
 from faceage import __version__
 from faceage.errors import FaceageError, ImageError, UnsupportedImageError
@@ -33,6 +35,7 @@ STATIC = Path(__file__).resolve().parent / "static"
 DEFAULT_MAX_UPLOAD = 10 * 1024 * 1024
 DEFAULT_MAX_BATCH = 16
 FORM_OVERHEAD = 64 * 1024  # room for the multipart headers and text fields around the photo bytes
+DRAIN_LIMIT = 64 * 1024 * 1024  # the most of an oversized body read (and dropped) so that the client sees its 413
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]", "testserver")  # testserver: Starlette's test client
 
 
@@ -67,16 +70,33 @@ def _image_error(exc: ImageError, name: str) -> ApiError:
 
 
 async def _limited(request: Request, limit: int) -> AsyncGenerator[bytes, None]:
-    """The request body, refused with 413 as soon as it exceeds ``limit`` bytes (declared or actual)."""
+    """The request body, refused with 413 as soon as it exceeds ``limit`` bytes (declared or actual). The rest of an
+    oversized body, up to :data:`DRAIN_LIMIT`, is read and dropped before the answer, so that a client that sends
+    its whole body before reading (Python's urllib, curl without ``Expect: 100-continue``) gets the 413, not a
+    connection reset; nothing of it is kept."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
+        if int(declared) <= DRAIN_LIMIT:
+            await _drain(request, 0)
         raise ApiError(413, "payload_too_large", f"the upload is {int(declared):,} bytes; the limit is {limit:,}")
     total = 0
     async for chunk in request.stream():
         total += len(chunk)
         if total > limit:
+            await _drain(request, total)
             raise ApiError(413, "payload_too_large", f"the upload is over the limit of {limit:,} bytes")
         yield chunk
+
+
+async def _drain(request: Request, read: int) -> None:
+    """Read and drop the rest of the body, up to DRAIN_LIMIT bytes in all."""
+    try:
+        async for chunk in request.stream():
+            read += len(chunk)
+            if read > DRAIN_LIMIT:
+                return
+    except Exception:  # noqa: BLE001 - a client that went away: nothing left to answer
+        return
 
 
 async def _form(request: Request, limit: int) -> FormData:
@@ -233,6 +253,8 @@ def create_app(config: ServiceConfig | None = None) -> FastAPI:
     app = FastAPI(
         title="faceage",
         version=__version__,
+        docs_url=None,  # /docs is served below with Swagger UI's files from this install, not from a CDN
+        redoc_url=None,
         description="Age from a face photo, offline. Age only: never gender or ethnicity. Uploads are processed in "
         "memory and never stored.",
     )
@@ -330,6 +352,15 @@ def create_app(config: ServiceConfig | None = None) -> FastAPI:
     @app.get("/", include_in_schema=False)
     async def page():
         return FileResponse(STATIC / "index.html")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs():
+        return get_swagger_ui_html(openapi_url=app.openapi_url, title="faceage API",
+                                   swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+                                   swagger_css_url="/docs-assets/swagger-ui.css",
+                                   swagger_favicon_url="/static/favicon.svg")  # fmt: skip
+
+    app.mount("/docs-assets", StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
