@@ -180,7 +180,7 @@ def test_gap_recency_and_groups_commands(photos, tmp_path):
 def test_check_route(child_photo, photos):
     from faceage.serve.app import create_app
 
-    client = TestClient(create_app())
+    client = TestClient(create_app(), base_url="http://127.0.0.1:8000")
     response = client.post("/v1/check", files={"image": ("child.png", child_photo.read_bytes())})
     assert response.status_code == 200 and response.json()["outcome"] == "refer"
     body = client.post("/v1/check", files={"image": ("g.jpg", (photos / "multiface.jpg").read_bytes())},

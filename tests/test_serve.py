@@ -16,10 +16,12 @@ from faceage.serve.app import ServiceConfig, create_app
 
 from .conftest import jpeg_bytes
 
+LOCAL = "http://127.0.0.1:8000"  # the test client's requests carry this Host, as a browser's would
+
 
 @pytest.fixture(scope="module")
 def client():
-    return TestClient(create_app(ServiceConfig(max_upload_bytes=2 * 1024 * 1024, max_batch=3)))
+    return TestClient(create_app(ServiceConfig(max_upload_bytes=2 * 1024 * 1024, max_batch=3)), base_url=LOCAL)
 
 
 @pytest.fixture(scope="module")
@@ -179,15 +181,15 @@ def test_an_uncalibrated_minimum_age_says_what_to_send(client, astronaut_jpeg):
 
 
 def test_only_the_hosts_the_service_serves_are_answered(astronaut_jpeg):
-    client = TestClient(create_app(ServiceConfig()))
+    client = TestClient(create_app(ServiceConfig()), base_url=LOCAL)
     for host in ("127.0.0.1:8000", "localhost", "[::1]:8000"):
         assert client.get("/healthz", headers={"Host": host}).status_code == 200, host
     rebound = client.get("/healthz", headers={"Host": "attacker.example:8000"})
     _assert_error(rebound, 400, "bad_host", "does not answer to the host 'attacker.example'")
-    named = TestClient(create_app(ServiceConfig(allowed_hosts=("faces.lan",))))
+    named = TestClient(create_app(ServiceConfig(allowed_hosts=("faces.lan",))), base_url=LOCAL)
     assert named.get("/healthz", headers={"Host": "faces.lan:8000"}).status_code == 200
     assert named.get("/healthz", headers={"Host": "127.0.0.1"}).status_code == 400
-    anyone = TestClient(create_app(ServiceConfig(allowed_hosts=("*",))))
+    anyone = TestClient(create_app(ServiceConfig(allowed_hosts=("*",))), base_url=LOCAL)
     assert anyone.get("/healthz", headers={"Host": "whatever"}).status_code == 200
 
 
@@ -284,3 +286,98 @@ def test_docs_work_offline(client):
     assert "http://" not in page.text and "https://" not in page.text  # nothing fetched from elsewhere
     for asset in ("/docs-assets/swagger-ui-bundle.js", "/docs-assets/swagger-ui.css", "/static/favicon.svg"):
         assert client.get(asset).status_code == 200, asset
+
+
+@pytest.fixture(scope="module")
+def bounded_server():
+    """A real server with short bounds: 1 s for headers, for a body and for an idle kept-alive connection, 20
+    connections at most."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    from faceage.serve.protocol import BoundedH11Protocol
+
+    protocol = type("Bounded", (BoundedH11Protocol,), {"header_timeout": 1.0, "max_connections": 20})
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    app = create_app(ServiceConfig(body_timeout=1.0))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", http=protocol,
+                                           timeout_keep_alive=1))  # fmt: skip
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 30
+    while not server.started and time.time() < deadline:
+        time.sleep(0.05)
+    assert server.started
+    yield port
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def _closed_within(sock, seconds: float) -> tuple[bool, bytes]:
+    """Whether the server closes ``sock`` within ``seconds`` (reading what it sent first)."""
+    import time
+
+    sock.settimeout(0.2)
+    received, end = b"", time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            data = sock.recv(4096)
+        except TimeoutError:
+            continue
+        except ConnectionResetError:
+            return True, received
+        if not data:
+            return True, received
+        received += data
+    return False, received
+
+
+def test_slow_headers_are_cut(bounded_server):
+    import socket
+    import time
+
+    with socket.create_connection(("127.0.0.1", bounded_server)) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\n")
+        for _ in range(4):  # one header byte every 0.4 s: never done within 1 s
+            time.sleep(0.4)
+            try:
+                sock.sendall(b"X")
+            except OSError:
+                break
+        closed, received = _closed_within(sock, 3.0)
+    assert closed and received.startswith(b"HTTP/1.1 408")
+
+
+def test_a_slow_body_gets_a_408(bounded_server):
+    import socket
+
+    with socket.create_connection(("127.0.0.1", bounded_server)) as sock:
+        sock.sendall(b"POST /v1/estimate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; "
+                     b"boundary=b\r\nContent-Length: 1000\r\n\r\n--b\r\n")  # fmt: skip
+        closed, received = _closed_within(sock, 4.0)
+    assert received.startswith(b"HTTP/1.1 408") and b"request_timeout" in received
+
+
+def test_idle_and_half_open_connections_are_closed_and_bounded(bounded_server):
+    import socket
+    import urllib.request
+
+    with socket.create_connection(("127.0.0.1", bounded_server)) as kept:  # a finished request, then idle
+        kept.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        closed, received = _closed_within(kept, 3.0)
+        assert closed and received.startswith(b"HTTP/1.1 200")
+    sockets = [socket.create_connection(("127.0.0.1", bounded_server)) for _ in range(30)]  # send nothing
+    try:
+        outcomes = [_closed_within(s, 3.0) for s in sockets]
+        assert all(closed for closed, _ in outcomes)  # none is held
+        assert sum(received.startswith(b"HTTP/1.1 503") for _, received in outcomes) >= 10  # over the 20 allowed
+    finally:
+        for s in sockets:
+            s.close()
+    with urllib.request.urlopen(f"http://127.0.0.1:{bounded_server}/healthz", timeout=10) as response:
+        assert response.status == 200  # and the service still answers

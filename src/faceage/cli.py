@@ -595,6 +595,10 @@ def serve(
             "the loopback names, and --host when it is another address."
         ),
     ] = None,  # fmt: skip
+    header_timeout: Annotated[float, typer.Option(help="Seconds a client has to send a request's headers.")] = 10.0,
+    body_timeout: Annotated[float, typer.Option(help="Seconds a client has to send a request's body.")] = 60.0,
+    keep_alive: Annotated[float, typer.Option(help="Seconds an idle kept-alive connection stays open.")] = 5.0,
+    max_connections: Annotated[int, typer.Option(help="Open connections per worker; more get a 503.")] = 100,
 ) -> None:
     """The HTTP API (/v1/estimate, /docs) and a web page at /. Uploads stay in memory and are never stored."""
     import ipaddress
@@ -615,6 +619,12 @@ def serve(
         raise FaceageError(f"--max-upload-mb must be a positive number of megabytes, got {max_upload_mb}")
     if max_batch < 1:
         raise FaceageError(f"--max-batch must be at least 1, got {max_batch}")
+    for name, seconds in (("--header-timeout", header_timeout), ("--body-timeout", body_timeout),
+                          ("--keep-alive", keep_alive)):  # fmt: skip
+        if not 0 < seconds <= 3600:
+            raise FaceageError(f"{name} must be between 0 and 3600 seconds, got {seconds}")
+    if max_connections < 1:
+        raise FaceageError(f"--max-connections must be at least 1, got {max_connections}")
     try:
         loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
     except ValueError:  # a name: it may resolve to anything
@@ -633,6 +643,13 @@ def serve(
     if model is not None:
         os.environ[ENVIRONMENT["model"]] = str(model)
     os.environ[ENVIRONMENT["allowed_hosts"]] = ",".join(hosts)
+    os.environ[ENVIRONMENT["body_timeout"]] = str(body_timeout)
+    from faceage.serve import protocol
+
+    os.environ[protocol.ENVIRONMENT["header_timeout"]] = str(header_timeout)
+    os.environ[protocol.ENVIRONMENT["max_connections"]] = str(max_connections)
+    protocol.BoundedH11Protocol.header_timeout = header_timeout  # this process too (one worker runs in it)
+    protocol.BoundedH11Protocol.max_connections = max_connections
     try:  # the address must be free and ours to take before "serving on" is printed
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         with socket.socket(family, socket.SOCK_STREAM) as probe:
@@ -647,7 +664,7 @@ def serve(
     shown = f"[{host}]" if ":" in host else host
     err_console.print(f"faceage serving on http://{shown}:{port}/ (API docs at /docs); Ctrl-C stops it")
     uvicorn.run("faceage.serve.app:app_from_environment", factory=True, host=host, port=port, workers=workers,
-                log_level="warning")  # fmt: skip
+                log_level="warning", http=protocol.BoundedH11Protocol, timeout_keep_alive=keep_alive)  # fmt: skip
 
 
 def _default_screening_help() -> str:

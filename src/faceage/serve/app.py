@@ -36,7 +36,7 @@ DEFAULT_MAX_UPLOAD = 10 * 1024 * 1024
 DEFAULT_MAX_BATCH = 16
 FORM_OVERHEAD = 64 * 1024  # room for the multipart headers and text fields around the photo bytes
 DRAIN_LIMIT = 64 * 1024 * 1024  # the most of an oversized body read (and dropped) so that the client sees its 413
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]", "testserver")  # testserver: Starlette's test client
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,7 @@ class ServiceConfig:
     threads: int = 1  # ONNX Runtime threads per request
     concurrency: int = max(1, os.cpu_count() or 1)  # requests estimated at once; the others wait their turn
     allowed_hosts: tuple[str, ...] = LOOPBACK_HOSTS  # Host headers accepted ("*": any); others get 400
+    body_timeout: float = 60.0  # seconds for a whole request body; 408 after that (or after as long without data)
 
 
 class ApiError(Exception):
@@ -80,11 +81,29 @@ async def _limited(request: Request, limit: int) -> AsyncGenerator[bytes, None]:
             await _drain(request, 0)
         raise ApiError(413, "payload_too_large", f"the upload is {int(declared):,} bytes; the limit is {limit:,}")
     total = 0
-    async for chunk in request.stream():
+    async for chunk in _timed(request, request.app.state.config.body_timeout):
         total += len(chunk)
         if total > limit:
             await _drain(request, total)
             raise ApiError(413, "payload_too_large", f"the upload is over the limit of {limit:,} bytes")
+        yield chunk
+
+
+async def _timed(request: Request, seconds: float) -> AsyncGenerator[bytes, None]:
+    """The body's chunks, refused with 408 when the whole body takes longer than ``seconds`` (a slow client holds a
+    worker and its memory)."""
+    import asyncio
+
+    chunks = request.stream().__aiter__()
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            chunk = await asyncio.wait_for(chunks.__anext__(), max(0.0, deadline - time.monotonic()))
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise ApiError(408, "request_timeout", f"the upload took over {seconds:g} s; send it again on a faster "
+                           "connection") from None  # fmt: skip
         yield chunk
 
 
@@ -406,7 +425,8 @@ def _card_summary(card: str) -> dict:
 
 
 ENVIRONMENT = {"model": "FACEAGE_MODEL", "max_upload_bytes": "FACEAGE_MAX_UPLOAD_BYTES",
-               "max_batch": "FACEAGE_MAX_BATCH", "allowed_hosts": "FACEAGE_ALLOWED_HOSTS"}  # fmt: skip
+               "max_batch": "FACEAGE_MAX_BATCH", "allowed_hosts": "FACEAGE_ALLOWED_HOSTS",
+               "body_timeout": "FACEAGE_BODY_TIMEOUT"}  # fmt: skip
 
 
 def app_from_environment() -> FastAPI:
@@ -422,5 +442,6 @@ def app_from_environment() -> FastAPI:
             max_batch=int(os.environ.get(ENVIRONMENT["max_batch"], DEFAULT_MAX_BATCH)),
             allowed_hosts=tuple(filter(None, os.environ.get(ENVIRONMENT["allowed_hosts"], "").split(",")))
             or LOOPBACK_HOSTS,
+            body_timeout=float(os.environ.get(ENVIRONMENT["body_timeout"], 60.0)),
         )
     )
