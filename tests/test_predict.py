@@ -241,3 +241,15 @@ def test_a_path_longer_than_the_system_allows_is_an_unreadable_row(tiny_onnx, tm
         rows = list(csv.DictReader(handle))
     assert rows[0]["error"].startswith("unreadable: ") and "too long" in rows[0]["error"]
     assert rows[-1]["path"] == str(good) and rows[-1]["error"] == ""
+
+
+def test_what_a_folder_holds_besides_photos_is_counted_not_silently_skipped(tiny_onnx, tmp_path):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    (folder / "photo.jpg").write_bytes(jpeg_bytes(data.astronaut()))
+    (folder / "notes.txt").write_text("not a photo")
+    (folder / "loop").symlink_to(folder)  # a link to a folder: not followed, so no loop
+    run = _run(folder, "--model", tiny_onnx)
+    assert run.returncode == 0, run.stderr  # a note, not a failure
+    stderr = run.stderr.decode()
+    assert "1 input(s)" in stderr and "2 file(s) in the folders were not read" in stderr

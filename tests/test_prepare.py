@@ -275,6 +275,7 @@ def test_links_devices_and_fifos_are_rows_not_silently_skipped(utk_faces, tmp_pa
     folder.mkdir()
     shutil.copy(other, folder)
     (folder / "dangling.jpg").symlink_to(folder / "missing.jpg")
+    (folder / "loop").symlink_to(folder)  # a link to a folder: a row, not followed (it would loop)
     os.mkfifo(folder / "pipe.jpg")
     out = tmp_path / "out"
     prepare([archive, folder], out, workers=1)
@@ -282,7 +283,8 @@ def test_links_devices_and_fifos_are_rows_not_silently_skipped(utk_faces, tmp_pa
     reason = dict(zip(manifest["member"], manifest["reason"], strict=True))
     status = dict(zip(manifest["member"], manifest["status"], strict=True))
     expected = {"UTKFace/soft.jpg": "symbolic link", "UTKFace/hard.jpg": "hard link", "UTKFace/pipe.jpg": "FIFO",
-                "UTKFace/dev.jpg": "device", "dangling.jpg": "does not exist", "pipe.jpg": "FIFO"}  # fmt: skip
+                "UTKFace/dev.jpg": "device", "dangling.jpg": "does not exist", "pipe.jpg": "FIFO",
+                "loop": "a link to a folder, not followed"}  # fmt: skip
     for member, words in expected.items():
         assert status[member] in ("unreadable", "bad_name") and words in reason[member], (member, reason[member])
-    assert len(manifest) == 8  # every entry of both sources has its row
+    assert len(manifest) == 9  # every entry of both sources has its row

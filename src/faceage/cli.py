@@ -433,6 +433,7 @@ def predict(
             raise
     rows: list[dict] = []
     problems: list[str] = []
+    notes: list[str] = []
     total = {"inputs": 0}
 
     def update(done: int, count: int) -> None:
@@ -445,7 +446,7 @@ def predict(
             task = bar.add_task("predict", total=None)
             for row in predict_paths(inputs, model=str(model) if model else None, bins=bins, cropped=cropped,
                                      workers=workers, annotate_dir=annotate, progress=update, min_face=min_face,
-                                     max_bytes=_megabytes(max_file_mb), problems=problems):  # fmt: skip
+                                     max_bytes=_megabytes(max_file_mb), problems=problems, notes=notes):  # fmt: skip
                 rows.append(row)
                 if writer is not None:
                     writer.write([row])
@@ -467,6 +468,8 @@ def predict(
                           str(row["bin_prob"]), str(row["error"]))  # fmt: skip
         console.print(table)
     summary = summarize(rows)
+    for note in notes:
+        err_console.print(f"note: {note}")
     for problem in problems:
         err_console.print(f"[yellow]warning:[/] {problem}")
     if interrupted:

@@ -71,6 +71,8 @@ def read_file(path: Path, label: str | None = None, max_bytes: int = DEFAULT_MAX
     except OSError as exc:
         raise ImageError(f"{label}: cannot be read ({exc.strerror or exc})") from None
     if stat.S_ISDIR(info.st_mode):
+        if os.path.islink(path):
+            raise ImageError(f"{label}: a link to a folder, not followed (it could loop); give the folder itself")
         raise ImageError(f"{label}: is a folder, not an image file")
     if not stat.S_ISREG(info.st_mode):
         kind = "a FIFO" if stat.S_ISFIFO(info.st_mode) else "a device" if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(

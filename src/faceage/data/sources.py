@@ -96,8 +96,9 @@ def _folder_entries(folder: Path) -> list[Path]:
     import os
 
     entries: list[Path] = []
-    for root, _, files in os.walk(folder, onerror=lambda exc: entries.append(Path(exc.filename))):
+    for root, folders, files in os.walk(folder, onerror=lambda exc: entries.append(Path(exc.filename))):
         entries.extend(Path(root) / name for name in files)
+        entries.extend(Path(root) / name for name in folders if os.path.islink(Path(root) / name))  # not followed
     return sorted(entries)
 
 

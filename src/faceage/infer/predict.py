@@ -51,8 +51,9 @@ class PredictSummary:
                 f"{self.unreadable} unreadable")  # fmt: skip
 
 
-def expand_inputs(inputs: list[str]) -> list[str]:
-    """Files as given, folders searched recursively for images (sorted), ``-`` for standard input."""
+def expand_inputs(inputs: list[str], skipped: list[str] | None = None) -> list[str]:
+    """Files as given, folders searched recursively for images (sorted), ``-`` for standard input; what the folders
+    hold that is not taken (no image suffix, links to folders, which are not followed) is listed in ``skipped``."""
     out: list[str] = []
     for item in inputs:
         if item == STDIN:
@@ -64,7 +65,7 @@ def expand_inputs(inputs: list[str]) -> list[str]:
         except OSError:  # a name too long for the system: an error row
             is_dir = False
         if is_dir:
-            out.extend(str(p) for p in _images_in(path))
+            out.extend(str(p) for p in _images_in(path, skipped))
         else:
             out.append(item)  # missing or unreadable files become error rows
     if not out:
@@ -72,16 +73,19 @@ def expand_inputs(inputs: list[str]) -> list[str]:
     return out
 
 
-def _images_in(folder: Path) -> list[Path]:
+def _images_in(folder: Path, skipped: list[str] | None = None) -> list[Path]:
     """Files with an image suffix under ``folder`` (sorted), and the folders that cannot be listed (a path over the
-    system's limit, no permission), which become unreadable rows."""
+    system's limit, no permission), which become unreadable rows; the rest goes to ``skipped``."""
     found: list[Path] = []
     unlisted: list[Path] = []
-    for root, _, files in os.walk(folder, onerror=lambda exc: unlisted.append(Path(exc.filename))):
+    passed_over: list[str] = []
+    for root, folders, files in os.walk(folder, onerror=lambda exc: unlisted.append(Path(exc.filename))):
         for name in files:
             entry = Path(root) / name
-            if entry.suffix.lower() in IMAGE_SUFFIXES and not os.path.isdir(entry):
-                found.append(entry)
+            (found.append(entry) if entry.suffix.lower() in IMAGE_SUFFIXES else passed_over.append(str(entry)))
+        passed_over.extend(str(Path(root) / name) for name in folders if os.path.islink(Path(root) / name))
+    if skipped is not None:
+        skipped.extend(sorted(passed_over))
     return sorted(found + [p for p in unlisted if p != folder])
 
 
@@ -173,15 +177,20 @@ def predict_paths(
     min_face: int | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
     problems: list[str] | None = None,
+    notes: list[str] | None = None,
 ) -> Iterator[dict]:
     """Rows for every input, in input order (``min_face``: smallest face in pixels, default the detector's; an input
     over ``max_bytes`` is an unreadable row, and is not read beyond that). Annotated copies that could not be written
-    are reported in ``problems`` (given a list)."""
+    are reported in ``problems`` (given a list); what the folders held that was not read, in ``notes``."""
     if min_face is not None:
         DetectorConfig(min_face_size=min_face)  # refuses an impossible size before any work starts
     if max_bytes < 1:
         raise FaceageError(f"the limit per image must be at least 1 byte, not {max_bytes}")
-    paths = expand_inputs(inputs)
+    skipped: list[str] = []
+    paths = expand_inputs(inputs, skipped)
+    if skipped and notes is not None:
+        notes.append(f"{len(skipped)} file(s) in the folders were not read: no image suffix ("
+                        f"{', '.join(sorted(IMAGE_SUFFIXES))}) or a link to a folder, e.g. {skipped[0]}")  # fmt: skip
     if annotate_dir is not None:
         check_annotate_dir(Path(annotate_dir))
     stdin_data = _read_stdin(max_bytes) if STDIN in paths else None
