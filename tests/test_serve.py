@@ -381,3 +381,24 @@ def test_idle_and_half_open_connections_are_closed_and_bounded(bounded_server):
             s.close()
     with urllib.request.urlopen(f"http://127.0.0.1:{bounded_server}/healthz", timeout=10) as response:
         assert response.status == 200  # and the service still answers
+
+
+def test_loopback_hosts_and_their_urls():
+    from faceage.cli import is_loopback, service_url
+
+    assert is_loopback("127.0.0.2") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.5") and not is_loopback("example.org")
+    assert service_url("::1", 8000) == "http://[::1]:8000/" and service_url("127.0.0.1", 80) == "http://127.0.0.1:80/"
+
+
+def test_a_broken_image_header_is_a_422_and_does_not_sink_a_batch(client, astronaut_jpeg):
+    import struct
+
+    broken = b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 4) + b"IHDR" + b"\0\0\1\0" + b"\0" * 4
+    _assert_error(_post(client, broken, "broken.png"), 422, "corrupt_image", "broken.png")
+    files = [("images", ("broken.png", broken)), ("images", ("photo.jpg", astronaut_jpeg))]
+    response = client.post("/v1/estimate/batch", files=files)
+    assert response.status_code == 200
+    first, second = response.json()["results"]
+    assert first["error"]["status"] == 422 and len(second["faces"]) == 1
+    assert client.get("/healthz").status_code == 200  # the same connection goes on

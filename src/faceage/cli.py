@@ -604,7 +604,6 @@ def serve(
     max_connections: Annotated[int, typer.Option(help="Open connections per worker; more get a 503.")] = 100,
 ) -> None:
     """The HTTP API (/v1/estimate, /docs) and a web page at /. Uploads stay in memory and are never stored."""
-    import ipaddress
     import os
     import socket
 
@@ -628,10 +627,7 @@ def serve(
             raise FaceageError(f"{name} must be between 0 and 3600 seconds, got {seconds}")
     if max_connections < 1:
         raise FaceageError(f"--max-connections must be at least 1, got {max_connections}")
-    try:
-        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:  # a name: it may resolve to anything
-        loopback = False
+    loopback = is_loopback(host)
     from faceage.serve.app import LOOPBACK_HOSTS
 
     hosts = list(allowed_host or LOOPBACK_HOSTS) + ([] if allowed_host or loopback else [host])
@@ -664,10 +660,24 @@ def serve(
     if not loopback:
         err_console.print(f"[bold yellow]note:[/] binding to {host}: the service is reachable from other machines "
                           f"(answering to the hosts {', '.join(hosts)}; --allowed-host adds names)")  # fmt: skip
-    shown = f"[{host}]" if ":" in host else host
-    err_console.print(f"faceage serving on http://{shown}:{port}/ (API docs at /docs); Ctrl-C stops it")
+    err_console.print(f"faceage serving on {service_url(host, port)} (API docs at /docs); Ctrl-C stops it")
     uvicorn.run("faceage.serve.app:app_from_environment", factory=True, host=host, port=port, workers=workers,
                 log_level="warning", http=protocol.BoundedH11Protocol, timeout_keep_alive=keep_alive)  # fmt: skip
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is reachable from this machine only (localhost, 127.0.0.0/8, ::1)."""
+    import ipaddress
+
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a name: it may resolve to anything
+        return False
+
+
+def service_url(host: str, port: int) -> str:
+    """The address to open in a browser: IPv6 literals in brackets."""
+    return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
 
 
 def _default_screening_help() -> str:
