@@ -137,7 +137,9 @@ def test_ctrl_c_keeps_every_finished_row_in_a_valid_file(tiny_onnx, tmp_path):
     out = tmp_path / "ages.csv"
     command = [sys.executable, "-m", "faceage.cli", "predict", str(folder), "--model", str(tiny_onnx)]
     command += ["--out", str(out)]
-    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # SIGINT back to its default in the child: a test run started in the background inherits it ignored
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     partial = out.with_name(f".{out.name}.{child.pid}.tmp")
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and (not partial.is_file() or partial.read_text().count("\n") < 11):
