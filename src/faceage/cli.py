@@ -275,6 +275,7 @@ def train(
     accelerator: Annotated[str, typer.Option(help="Lightning accelerator: cpu, gpu, auto.")] = "cpu",
     devices: Annotated[str, typer.Option(help="Lightning devices, e.g. 1, 4 or auto.")] = "1",
     strategy: Annotated[str, typer.Option(help="Lightning strategy, e.g. auto or ddp.")] = "auto",
+    num_nodes: Annotated[int, typer.Option(help="Machines taking part (Lightning's num_nodes; see the README).")] = 1,
     workers: Annotated[int, typer.Option(help="Data-loader worker processes.")] = 0,
     limit: Annotated[int | None, typer.Option(help="Use at most this many faces per split (quick runs).")] = None,
     teacher: Annotated[
@@ -297,9 +298,10 @@ def train(
     parsed_devices: str | int = int(devices) if devices.isdigit() else devices
     result = train_model(data_dir, model, out, epochs=epochs, batch_size=batch_size, lr=lr, recipe_settings=recipe,
                          seed=seed, max_minutes=max_minutes, resume=resume, accelerator=accelerator,
-                         devices=parsed_devices, strategy=strategy, num_workers=workers, limit=limit,
-                         teacher=teacher, fit_on=fit_on)  # fmt: skip
-    print_summary(result.summary)
+                         devices=parsed_devices, strategy=strategy, num_nodes=num_nodes, num_workers=workers,
+                         limit=limit, teacher=teacher, fit_on=fit_on)  # fmt: skip
+    if result.summary:  # under DDP only the first process reports
+        print_summary(result.summary)
 
 
 @app.command()

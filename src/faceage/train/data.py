@@ -112,11 +112,13 @@ def _evenly(arrays: SplitArrays, limit: int) -> SplitArrays:
 
 
 class FaceDataset(Dataset):
-    def __init__(self, arrays: SplitArrays, preprocessing: Preprocessing, bins: AgeBins, augment: bool):
+    def __init__(self, arrays: SplitArrays, preprocessing: Preprocessing, bins: AgeBins, augment: bool,
+                 seed: int | None = None):  # fmt: skip
         self.arrays, self.bins = arrays, bins
         self.mean = np.asarray(preprocessing.mean, dtype=np.float32)
         self.std = np.asarray(preprocessing.std, dtype=np.float32)
-        self.transform = augmentation(seed=torch.initial_seed() % 2**32) if augment else None
+        seed = torch.initial_seed() if seed is None else seed
+        self.transform = augmentation(seed=seed % 2**32) if augment else None
         self.bin_index = np.asarray(bins.index(arrays.ages), dtype=np.int64)
 
     def __len__(self) -> int:
@@ -188,7 +190,10 @@ class FaceDataModule(L.LightningDataModule):
 
     def loader(self, split: str, augment: bool = False, shuffle: bool = False, taught: bool = False) -> DataLoader:
         self.setup()
-        dataset = FaceDataset(self.arrays[split], self.preprocessing, self.bins, augment)
+        # under DDP every process has the same seed (so that the networks start equal): its augmentation is offset by
+        # its rank, so that the processes do not draw the same transformations for their different faces
+        rank = self.trainer.global_rank if self.trainer is not None else 0
+        dataset = FaceDataset(self.arrays[split], self.preprocessing, self.bins, augment, torch.initial_seed() + rank)
         generator = torch.Generator().manual_seed(torch.initial_seed() % 2**31) if shuffle else None
         collate = self.teacher.collate if taught and self.teacher is not None else None
         return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,

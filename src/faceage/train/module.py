@@ -48,6 +48,10 @@ class AgeModule(L.LightningModule):
                     {
                         "acc": torchmetrics.Accuracy(task="multiclass", num_classes=len(self.bins)),
                         "mae": torchmetrics.MeanAbsoluteError(),
+                        # the loss too: under DDP every metric is reduced in the module's own epoch-end hook, the
+                        # same moment on every process (a value logged with sync_dist is reduced when the progress
+                        # bar asks for it, on the first process only, before that hook: the processes deadlocked)
+                        "loss": torchmetrics.MeanMetric(),
                     },
                     prefix=f"{stage}_",
                 )
@@ -122,7 +126,7 @@ class AgeModule(L.LightningModule):
             metrics = self.metrics[f"{stage}_metrics"]
             metrics["acc"].update(bin_probs.argmax(dim=1), bins)
             metrics["mae"].update(age, ages)
-        self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, prog_bar=stage != "train", batch_size=len(x))
+            metrics["loss"].update(loss.detach(), len(x))  # weighted by the batch's faces
         return loss
 
     def training_step(self, batch, batch_idx):

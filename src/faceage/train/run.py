@@ -60,6 +60,7 @@ def train_model(
     accelerator: str = "cpu",
     devices: str | int = 1,
     strategy: str = "auto",
+    num_nodes: int = 1,
     num_workers: int = 0,
     limit: int | None = None,
     progress: bool = True,
@@ -134,6 +135,7 @@ def train_model(
         accelerator=accelerator,
         devices=devices,
         strategy=strategy,
+        num_nodes=num_nodes,
         callbacks=callbacks,
         logger=CSVLogger(out, name="", version=""),
         deterministic=True,
@@ -147,6 +149,8 @@ def train_model(
     started = time.perf_counter()
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if resume else None)
     minutes = (time.perf_counter() - started) / 60
+    if not trainer.is_global_zero:  # under DDP the other processes are done: rank 0 evaluates and writes, once
+        return TrainResult(out, {})
     if earlier is not None:  # CSVLogger rewrites the file in a resumed session: put the earlier epochs back
         latest = pd.read_csv(metrics_csv)
         first_new = latest["epoch"].min() if len(latest) else np.inf
@@ -173,6 +177,7 @@ def train_model(
         "best_epoch": _best_epoch(best_path),
         "train_minutes": round(previous + minutes, 2),
         "torch_threads": torch.get_num_threads(),
+        "world_size": int(trainer.world_size),  # training processes (devices × nodes)
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "best_checkpoint": str(best_path.resolve().relative_to(out.resolve())),
         **{f"{split}_{k}": v for split, values in scores.items() for k, v in values.items() if k != "bands"},
