@@ -224,9 +224,9 @@ def test_serve_says_so_when_the_port_is_taken():
     assert "serving on" not in result.output
 
 
-@pytest.fixture(scope="module")
-def live_server():
-    """A real uvicorn server in a thread (the test client never resets a connection, a real server can)."""
+def _running(app, **options):
+    """Run ``app`` on a real uvicorn server in a thread; yields its port (the test client never resets a connection,
+    a real server can)."""
     import socket
     import threading
     import time
@@ -236,8 +236,7 @@ def live_server():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    app = create_app(ServiceConfig(max_upload_bytes=1024 * 1024))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", **options))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.time() + 30
@@ -247,6 +246,11 @@ def live_server():
     yield port
     server.should_exit = True
     thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def live_server():
+    yield from _running(create_app(ServiceConfig(max_upload_bytes=1024 * 1024)))
 
 
 def _multipart(size: int) -> tuple[bytes, str]:
@@ -292,30 +296,10 @@ def test_docs_work_offline(client):
 def bounded_server():
     """A real server with short bounds: 1 s for headers, for a body and for an idle kept-alive connection, 20
     connections at most."""
-    import socket
-    import threading
-    import time
-
-    import uvicorn
-
     from faceage.serve.protocol import BoundedH11Protocol
 
     protocol = type("Bounded", (BoundedH11Protocol,), {"header_timeout": 1.0, "max_connections": 20})
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    app = create_app(ServiceConfig(body_timeout=1.0))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", http=protocol,
-                                           timeout_keep_alive=1))  # fmt: skip
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 30
-    while not server.started and time.time() < deadline:
-        time.sleep(0.05)
-    assert server.started
-    yield port
-    server.should_exit = True
-    thread.join(timeout=10)
+    yield from _running(create_app(ServiceConfig(body_timeout=1.0)), http=protocol, timeout_keep_alive=1)
 
 
 def _closed_within(sock, seconds: float) -> tuple[bool, bytes]:

@@ -49,6 +49,7 @@ from faceage.detect import (
     main_face,
 )
 from faceage.errors import FaceageError, ImageError
+from faceage.files import make_writable_folder
 from faceage.images import DEFAULT_MAX_BYTES, load_rgb
 
 JOURNAL_DIR = ".prepare"
@@ -203,10 +204,7 @@ def _check_out_dir(out_dir: Path, sources: list[Path]) -> None:
     if out_dir.exists() and not out_dir.is_dir():
         raise FaceageError(f"{out_dir}: is a file; give a folder for --out")
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        probe = out_dir / f".faceage-write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
+        make_writable_folder(out_dir)
     except OSError as exc:
         raise FaceageError(f"{out_dir}: cannot be written ({exc.strerror or exc}); choose another --out") from None
 

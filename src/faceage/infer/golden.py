@@ -57,7 +57,9 @@ def _photo_files(photos: Path | None) -> list[Path]:
         return []
     if not Path(photos).is_dir():
         raise FaceageError(f"{photos}: no such folder of photos for golden outputs")
-    return sorted(p for p in Path(photos).iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
+    from faceage.infer.predict import IMAGE_SUFFIXES
+
+    return sorted(p for p in Path(photos).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def _sha1(path: Path) -> str:
@@ -82,8 +84,10 @@ def compute_golden(model: Path, photos: Path | None = None, reference: bool = Tr
     images = [{"image": name, "faces": _answers(estimator, load())} for name, load in builtin_images().items()]
     for path in _photo_files(photos):
         images.append({"image": path.name, "sha1": _sha1(path), "faces": _answers(estimator, path)})
+    how = "run as written" if reference else "run optimised, on this CPU"
+    settings = "graph optimisations off" if reference else "graph optimisations on"
     return {
-        "computed_with": f"age model run as written (ONNX Runtime {ort.__version__}, graph optimisations off)",
+        "computed_with": f"age model {how} (ONNX Runtime {ort.__version__}, {settings})",
         "tolerance": {"age": AGE_TOLERANCE, "interval": INTERVAL_TOLERANCE, "bin_probs": BIN_TOLERANCE},
         "images": images,
     }

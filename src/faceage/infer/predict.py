@@ -25,6 +25,7 @@ import cv2
 
 from faceage.detect import DetectorConfig
 from faceage.errors import FaceageError, ImageError
+from faceage.files import make_writable_folder
 from faceage.images import DEFAULT_MAX_BYTES, load_rgb
 from faceage.infer.annotate import draw_faces
 from faceage.infer.estimator import AgeEstimator, Face
@@ -256,10 +257,7 @@ def check_annotate_dir(folder: Path) -> None:
     if folder.exists() and not folder.is_dir():
         raise FaceageError(f"{folder}: is a file; give a folder for --annotate")
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".faceage-write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
+        make_writable_folder(folder)
     except OSError as exc:
         raise FaceageError(f"{folder}: annotated copies cannot be written there ({exc.strerror or exc}); choose "
                            "another --annotate folder") from None  # fmt: skip
