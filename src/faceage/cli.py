@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -29,6 +30,13 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console()
+
+
+class Engine(StrEnum):
+    local = "local"
+    ray = "ray"
+
+
 MODEL_HELP = "'fast' for the shipped single network, or an ONNX file from 'faceage export' (default: shipped default)."
 err_console = Console(stderr=True, soft_wrap=True)  # messages stay on one line: paths can be copied
 
@@ -404,12 +412,15 @@ def export(
 @app.command()
 @friendly_errors
 def predict(
-    inputs: Annotated[list[str], typer.Argument(help="Photos, folders (searched recursively) or - for stdin.")],
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write .csv or .jsonl (else a table).")] = None,
+    inputs: Annotated[list[str], typer.Argument(help="Photos, folders (searched recursively), lists of photos (.txt; "
+                                                     ".csv / .parquet with a 'path' column) or - for stdin.")],
+    out: Annotated[str | None, typer.Option("--out", "-o", help="Write .csv, .jsonl or .parquet (else a table); with "
+                                                                "--engine ray also a folder of Parquet files.")] = None,
     model: Annotated[Path | None, typer.Option(help=MODEL_HELP)] = None,
     bins: Annotated[str | None, typer.Option(help="Answer in other bins, e.g. '0-12,13-17,18-24,25+'.")] = None,
     cropped: Annotated[bool, typer.Option(help="Each image is one pre-cropped face: skip detection.")] = False,
-    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    workers: Annotated[int | None, typer.Option(help="Worker processes (Ray: estimation actors; default all CPUs).")
+                       ] = None,
     annotate: Annotated[Path | None, typer.Option(help="Folder for photos with boxes and ages drawn.")] = None,
     min_face: Annotated[
         int | None,
@@ -420,12 +431,33 @@ def predict(
     max_file_mb: Annotated[
         float, typer.Option(help="Inputs larger than this are not read: an unreadable row (default 100 MB).")
     ] = 100.0,
+    engine: Annotated[Engine, typer.Option(help="local: processes on this machine; ray: Ray Data (faceage[scale]).")
+                      ] = Engine.local,
+    ray_address: Annotated[str | None, typer.Option(help="Ray cluster to join ('auto', 'ray://host:10001'); "
+                                                         "default: a Ray started here for the run.")] = None,
 ) -> None:
     """Estimate the age of every face: one row per face; unreadable inputs get an error row and the run goes on.
     Rows are written as each photo is finished; after Ctrl-C the output holds every finished photo."""
     from faceage.infer.predict import RowWriter, check_annotate_dir, predict_paths, summarize
 
-    writer = RowWriter(out) if out is not None else None  # a place that cannot be written fails before any work
+    settings = {"model": str(model) if model else None, "bins": bins, "cropped": cropped, "min_face": min_face,
+                "max_bytes": _megabytes(max_file_mb)}  # fmt: skip
+    if engine is Engine.ray:
+        from faceage.infer import batch
+
+        if annotate is not None:
+            raise FaceageError("--annotate draws into a folder of this machine: leave --engine ray out for it")
+        options = batch.RayOptions(address=ray_address, workers=workers)
+        if out is not None and batch.is_folder_output(out):
+            notes: list[str] = []
+            summary = batch.write_parquet_folder(inputs, out, options, notes=notes, **settings)
+            for note in notes:
+                err_console.print(f"note: {note}")
+            err_console.print(summary.line() + f"; wrote Parquet files into {out}")
+            raise typer.Exit(summary.exit_code)
+    elif ray_address is not None:
+        raise FaceageError("--ray-address is for --engine ray")
+    writer = RowWriter(Path(out)) if out is not None else None  # a place that cannot be written fails before any work
     if annotate is not None:
         try:
             check_annotate_dir(annotate)
@@ -435,7 +467,7 @@ def predict(
             raise
     rows: list[dict] = []
     problems: list[str] = []
-    notes: list[str] = []
+    notes = []
     total = {"inputs": 0}
 
     def update(done: int, count: int) -> None:
@@ -446,9 +478,12 @@ def predict(
     try:
         with _progress() as bar:
             task = bar.add_task("predict", total=None)
-            for row in predict_paths(inputs, model=str(model) if model else None, bins=bins, cropped=cropped,
-                                     workers=workers, annotate_dir=annotate, progress=update, min_face=min_face,
-                                     max_bytes=_megabytes(max_file_mb), problems=problems, notes=notes):  # fmt: skip
+            if engine is Engine.ray:
+                found = batch.predict_rows(inputs, options, progress=update, notes=notes, **settings)
+            else:
+                found = predict_paths(inputs, workers=workers or 1, annotate_dir=annotate, progress=update,
+                                      problems=problems, notes=notes, **settings)  # fmt: skip
+            for row in found:
                 rows.append(row)
                 if writer is not None:
                     writer.write([row])
@@ -723,7 +758,7 @@ def check(
     from faceage.check import Calibration, Policy, calibration_path, decide
     from faceage.errors import ImageError
     from faceage.infer.estimator import AgeEstimator
-    from faceage.infer.predict import expand_inputs
+    from faceage.infer.inputs import expand_inputs
 
     photos = expand_inputs([str(photo) for photo in photos])
     estimator = AgeEstimator(model=model)

@@ -26,14 +26,13 @@ import cv2
 from faceage.detect import DetectorConfig
 from faceage.errors import FaceageError, ImageError
 from faceage.files import make_writable_folder
-from faceage.images import DEFAULT_MAX_BYTES, load_rgb
+from faceage.images import DEFAULT_MAX_BYTES
 from faceage.infer.annotate import draw_faces
 from faceage.infer.estimator import AgeEstimator, Face
+from faceage.infer.inputs import STDIN, expand_inputs, read_input, skipped_note
 
 COLUMNS = ["path", "face", "x1", "y1", "x2", "y2", "det_score", "age", "age_low", "age_high", "bin", "bin_prob",
            "error"]  # fmt: skip
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
-STDIN = "-"
 
 
 @dataclass(frozen=True)
@@ -50,44 +49,6 @@ class PredictSummary:
     def line(self) -> str:
         return (f"{self.inputs} input(s): {self.faces} face(s), {self.no_face} without a face, "
                 f"{self.unreadable} unreadable")  # fmt: skip
-
-
-def expand_inputs(inputs: list[str], skipped: list[str] | None = None) -> list[str]:
-    """Files as given, folders searched recursively for images (sorted), ``-`` for standard input; what the folders
-    hold that is not taken (no image suffix, links to folders, which are not followed) is listed in ``skipped``."""
-    out: list[str] = []
-    for item in inputs:
-        if item == STDIN:
-            out.append(STDIN)
-            continue
-        path = Path(item)
-        try:
-            is_dir = path.is_dir()
-        except OSError:  # a name too long for the system: an error row
-            is_dir = False
-        if is_dir:
-            out.extend(str(p) for p in _images_in(path, skipped))
-        else:
-            out.append(item)  # missing or unreadable files become error rows
-    if not out:
-        raise FaceageError("no input images: give files, folders with images, or - for standard input")
-    return out
-
-
-def _images_in(folder: Path, skipped: list[str] | None = None) -> list[Path]:
-    """Files with an image suffix under ``folder`` (sorted), and the folders that cannot be listed (a path over the
-    system's limit, no permission), which become unreadable rows; the rest goes to ``skipped``."""
-    found: list[Path] = []
-    unlisted: list[Path] = []
-    passed_over: list[str] = []
-    for root, folders, files in os.walk(folder, onerror=lambda exc: unlisted.append(Path(exc.filename))):
-        for name in files:
-            entry = Path(root) / name
-            (found.append(entry) if entry.suffix.lower() in IMAGE_SUFFIXES else passed_over.append(str(entry)))
-        passed_over.extend(str(Path(root) / name) for name in folders if os.path.islink(Path(root) / name))
-    if skipped is not None:
-        skipped.extend(sorted(passed_over))
-    return sorted(found + [p for p in unlisted if p != folder])
 
 
 def rows_for(path: str, faces: list[Face] | None, error: str = "") -> list[dict]:
@@ -115,15 +76,21 @@ def rows_for(path: str, faces: list[Face] | None, error: str = "") -> list[dict]
     return rows
 
 
+def worker_estimator(model: str | None, bins: str | None, min_face: int | None = None,
+                     max_bytes: int = DEFAULT_MAX_BYTES) -> AgeEstimator:  # fmt: skip
+    """The estimator of one worker (a process here, an actor in :mod:`faceage.infer.batch`): one thread each."""
+    cv2.setNumThreads(1)
+    detector = DetectorConfig() if min_face is None else DetectorConfig(min_face_size=min_face)
+    return AgeEstimator(model=model, bins=bins, detector=detector, max_bytes=max_bytes)
+
+
 _WORKER: AgeEstimator | None = None
 
 
 def _init_worker(model: str | None, bins: str | None, min_face: int | None = None,
                  max_bytes: int = DEFAULT_MAX_BYTES) -> None:  # fmt: skip
     global _WORKER
-    cv2.setNumThreads(1)
-    detector = DetectorConfig() if min_face is None else DetectorConfig(min_face_size=min_face)
-    _WORKER = AgeEstimator(model=model, bins=bins, detector=detector, max_bytes=max_bytes)
+    _WORKER = worker_estimator(model, bins, min_face, max_bytes)
 
 
 def _predict_one(task: tuple[str, bytes | None, bool, str | None]) -> tuple[str, list[dict], str]:
@@ -133,8 +100,7 @@ def _predict_one(task: tuple[str, bytes | None, bool, str | None]) -> tuple[str,
     if estimator is None:
         raise RuntimeError("worker not initialised")
     try:
-        source = data if data is not None else path
-        rgb = load_rgb(source, name=path, max_pixels=estimator.max_pixels, max_bytes=estimator.max_bytes)
+        rgb = read_input(path, data, max_pixels=estimator.max_pixels, max_bytes=estimator.max_bytes)
         faces = estimator.predict(rgb, cropped=cropped)
     except ImageError as exc:
         return path, rows_for(path, None, f"unreadable: {exc}"), ""
@@ -190,8 +156,7 @@ def predict_paths(
     skipped: list[str] = []
     paths = expand_inputs(inputs, skipped)
     if skipped and notes is not None:
-        notes.append(f"{len(skipped)} file(s) in the folders were not read: no image suffix ("
-                        f"{', '.join(sorted(IMAGE_SUFFIXES))}) or a link to a folder, e.g. {skipped[0]}")  # fmt: skip
+        notes.append(skipped_note(skipped))
     if annotate_dir is not None:
         check_annotate_dir(Path(annotate_dir))
     stdin_data = _read_stdin(max_bytes) if STDIN in paths else None
@@ -235,12 +200,15 @@ def _read_stdin(max_bytes: int) -> bytes:
         return b""
 
 
+OUTPUT_SUFFIXES = (".csv", ".jsonl", ".parquet")
+
+
 def check_output_path(out: Path) -> str:
-    """The output format (".csv" or ".jsonl") from the file name, and that the file can be written, checked before any
-    work is done."""
+    """The output format (".csv", ".jsonl" or ".parquet") from the file name, and that the file can be written, checked
+    before any work is done."""
     suffix = Path(out).suffix.lower()
-    if suffix not in (".csv", ".jsonl"):
-        raise FaceageError(f"{out}: the output must end in .csv or .jsonl")
+    if suffix not in OUTPUT_SUFFIXES:
+        raise FaceageError(f"{out}: the output must end in .csv, .jsonl or .parquet")
     out = Path(out)
     if out.is_dir():
         raise FaceageError(f"{out}: is a folder; give a file name ending in {suffix} for --out")
@@ -263,19 +231,49 @@ def check_annotate_dir(folder: Path) -> None:
                            "another --annotate folder") from None  # fmt: skip
 
 
+def arrow_schema():
+    """The columns as typed in Parquet (and Arrow): a blank cell of the CSV is a null, as in JSON Lines."""
+    import pyarrow as pa
+
+    floats = {"x1", "y1", "x2", "y2", "det_score", "age", "age_low", "age_high", "bin_prob"}
+    types = {"face": pa.int64(), **dict.fromkeys(floats, pa.float64())}
+    return pa.schema([(name, types.get(name, pa.string())) for name in COLUMNS])
+
+
+def rows_to_arrow(rows: list[dict]):
+    """Rows of :func:`rows_for` as an Arrow table of :func:`arrow_schema` ("" becomes null)."""
+    import pyarrow as pa
+
+    return pa.Table.from_pylist([{k: (None if v == "" else v) for k, v in row.items()} for row in rows],
+                                schema=arrow_schema())  # fmt: skip
+
+
+def rows_from_arrow(table) -> list[dict]:
+    """The rows of :func:`rows_to_arrow` back as :func:`rows_for` makes them (null becomes "")."""
+    return [{k: ("" if v is None else v) for k, v in row.items()} for row in table.select(COLUMNS).to_pylist()]
+
+
 class RowWriter:
     """Rows written as they come into ``.<name>.<pid>.tmp`` beside ``out``, which becomes ``out`` on :meth:`close`
     (also after an interruption: the file is valid and holds every row written). Opened before any work, so a place
-    that cannot be written is found at once."""
+    that cannot be written is found at once. Parquet rows are written in row groups of ``PARQUET_GROUP`` rows."""
+
+    PARQUET_GROUP = 1000
 
     def __init__(self, out: Path):
         self.out = Path(out)
         self.suffix = check_output_path(self.out)
         self.rows = 0
         self.tmp = self.out.with_name(f".{self.out.name}.{os.getpid()}.tmp")
+        self.pending: list[dict] = []
         try:
             self.out.parent.mkdir(parents=True, exist_ok=True)
-            self.handle = open(self.tmp, "w", newline="", encoding="utf-8")  # noqa: SIM115 - closed in close()
+            if self.suffix == ".parquet":
+                import pyarrow.parquet as pq
+
+                self.parquet = pq.ParquetWriter(self.tmp, arrow_schema())
+            else:
+                self.handle = open(self.tmp, "w", newline="", encoding="utf-8")  # noqa: SIM115 - closed in close()
         except OSError as exc:
             raise FaceageError(f"{self.out}: cannot be written ({exc.strerror or exc}); choose another --out") from None
         if self.suffix == ".csv":
@@ -283,6 +281,12 @@ class RowWriter:
             self.csv.writeheader()
 
     def write(self, rows: list[dict]) -> None:
+        if self.suffix == ".parquet":
+            self.pending.extend(rows)
+            self.rows += len(rows)
+            if len(self.pending) >= self.PARQUET_GROUP:
+                self._write_pending()
+            return
         for row in rows:
             if self.suffix == ".csv":
                 self.csv.writerow(row)
@@ -291,13 +295,26 @@ class RowWriter:
             self.rows += 1
         self.handle.flush()
 
+    def _write_pending(self) -> None:
+        if self.pending:
+            self.parquet.write_table(rows_to_arrow(self.pending))
+            self.pending = []
+
+    def _close_file(self) -> None:
+        if self.suffix == ".parquet":
+            self.parquet.close()
+        else:
+            self.handle.close()
+
     def close(self) -> None:
         """Make the rows written so far the output file."""
-        self.handle.close()
+        if self.suffix == ".parquet":
+            self._write_pending()
+        self._close_file()
         self.tmp.replace(self.out)
 
     def discard(self) -> None:
-        self.handle.close()
+        self._close_file()
         self.tmp.unlink(missing_ok=True)
 
 
