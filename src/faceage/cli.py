@@ -412,15 +412,27 @@ def export(
 @app.command()
 @friendly_errors
 def predict(
-    inputs: Annotated[list[str], typer.Argument(help="Photos, folders (searched recursively), lists of photos (.txt; "
-                                                     ".csv / .parquet with a 'path' column) or - for stdin.")],
-    out: Annotated[str | None, typer.Option("--out", "-o", help="Write .csv, .jsonl or .parquet (else a table); with "
-                                                                "--engine ray also a folder of Parquet files.")] = None,
+    inputs: Annotated[
+        list[str],
+        typer.Argument(
+            help="Photos, folders (searched recursively), lists of photos (.txt; "
+            ".csv / .parquet with a 'path' column) or - for stdin."
+        ),
+    ],
+    out: Annotated[
+        str | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Write .csv, .jsonl or .parquet (else a table); with --engine ray also a folder of Parquet files.",
+        ),
+    ] = None,
     model: Annotated[Path | None, typer.Option(help=MODEL_HELP)] = None,
     bins: Annotated[str | None, typer.Option(help="Answer in other bins, e.g. '0-12,13-17,18-24,25+'.")] = None,
     cropped: Annotated[bool, typer.Option(help="Each image is one pre-cropped face: skip detection.")] = False,
-    workers: Annotated[int | None, typer.Option(help="Worker processes (Ray: estimation actors; default all CPUs).")
-                       ] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Worker processes (Ray: estimation actors; default all CPUs).")
+    ] = None,
     annotate: Annotated[Path | None, typer.Option(help="Folder for photos with boxes and ages drawn.")] = None,
     min_face: Annotated[
         int | None,
@@ -431,10 +443,13 @@ def predict(
     max_file_mb: Annotated[
         float, typer.Option(help="Inputs larger than this are not read: an unreadable row (default 100 MB).")
     ] = 100.0,
-    engine: Annotated[Engine, typer.Option(help="local: processes on this machine; ray: Ray Data (faceage[scale]).")
-                      ] = Engine.local,
-    ray_address: Annotated[str | None, typer.Option(help="Ray cluster to join ('auto', 'ray://host:10001'); "
-                                                         "default: a Ray started here for the run.")] = None,
+    engine: Annotated[
+        Engine, typer.Option(help="local: processes on this machine; ray: Ray Data (faceage[scale]).")
+    ] = Engine.local,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(help="Ray cluster to join ('auto', 'ray://host:10001'); default: a Ray started here for the run."),
+    ] = None,
 ) -> None:
     """Estimate the age of every face: one row per face; unreadable inputs get an error row and the run goes on.
     Rows are written as each photo is finished; after Ctrl-C the output holds every finished photo."""

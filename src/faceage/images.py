@@ -47,7 +47,7 @@ def load_rgb(image: Any, max_pixels: int = DEFAULT_MAX_PIXELS, name: str | None 
         data = bytes(image)
         if not data:
             raise UnsupportedImageError(f"{label}: empty input (0 bytes); give a JPEG, PNG or WebP image")
-        _check_bytes(len(data), label, max_bytes)
+        check_size(len(data), label, max_bytes)
         return _open_bytes(data, label, max_pixels)
     if isinstance(image, str | Path):
         data = read_file(Path(image), label, max_bytes)
@@ -78,7 +78,7 @@ def read_file(path: Path, label: str | None = None, max_bytes: int = DEFAULT_MAX
         kind = "a FIFO" if stat.S_ISFIFO(info.st_mode) else "a device" if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(
             info.st_mode) else "a socket" if stat.S_ISSOCK(info.st_mode) else "not a regular file"  # fmt: skip
         raise ImageError(f"{label}: is {kind}, not an image file; give a regular file")
-    _check_bytes(info.st_size, label, max_bytes)
+    check_size(info.st_size, label, max_bytes)
     try:
         with open(path, "rb") as handle:
             data = handle.read(max_bytes + 1)  # a file that grows while read is cut here
@@ -86,11 +86,11 @@ def read_file(path: Path, label: str | None = None, max_bytes: int = DEFAULT_MAX
         raise ImageError(f"{label}: permission denied; check the file's permissions") from None
     except OSError as exc:
         raise ImageError(f"{label}: cannot be read ({exc.strerror or exc})") from None
-    _check_bytes(len(data), label, max_bytes)
+    check_size(len(data), label, max_bytes)
     return data
 
 
-def _check_bytes(size: int, label: str, max_bytes: int) -> None:
+def check_size(size: int, label: str, max_bytes: int) -> None:
     if size > max_bytes:
         raise ImageError(f"{label}: {size:,} bytes is over the limit of {max_bytes:,} per image; resize or "
                          "recompress the photo, or raise the limit")  # fmt: skip

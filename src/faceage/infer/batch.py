@@ -266,10 +266,19 @@ def is_folder_output(out: str) -> bool:
     return out.endswith("/") or is_uri(out) or Path(out).is_dir() or not Path(out).suffix
 
 
-def write_parquet_folder(inputs: list[str], out: str, options: RayOptions | None = None, *,
-                         model: str | Path | None = None, bins: str | None = None, cropped: bool = False,
-                         min_face: int | None = None, max_bytes: int = DEFAULT_MAX_BYTES,
-                         max_pixels: int = DEFAULT_MAX_PIXELS, notes: list[str] | None = None) -> PredictSummary:
+def write_parquet_folder(
+    inputs: list[str],
+    out: str,
+    options: RayOptions | None = None,
+    *,
+    model: str | Path | None = None,
+    bins: str | None = None,
+    cropped: bool = False,
+    min_face: int | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    notes: list[str] | None = None,
+) -> PredictSummary:
     """Rows written by the workers as Parquet files into the empty (or new) folder or URI prefix ``out``."""
     import pyarrow.dataset as pads
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from faceage.errors import FaceageError, ImageError
-from faceage.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, load_rgb
+from faceage.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, check_size, load_rgb
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 LIST_SUFFIXES = {".txt", ".lst"}
@@ -173,6 +173,8 @@ def _read_uri(uri: str, max_bytes: int) -> bytes:
             raise ImageError(f"{uri}: no such file")
         if info.type == pafs.FileType.Directory:
             raise ImageError(f"{uri}: is a folder, not an image file")
+        if info.size is not None:
+            check_size(info.size, uri, max_bytes)  # refused unread
         with filesystem.open_input_stream(path) as stream:
             data = stream.read(max_bytes + 1)  # one byte more than allowed: a larger file is refused as such
     except ImageError:
