@@ -7,10 +7,14 @@ nodes need the same faceage installed (the model file itself travels with the jo
 The plan Ray Data runs:
 
 1. the photos (listed here by :func:`faceage.infer.inputs.expand_inputs`, or a Parquet / CSV table's ``path`` column
-   read by Ray Data itself) are read and decoded in Ray tasks (:func:`decode_photos`, one photo per task, each task
-   :data:`DECODE_CPUS` of a CPU): an unreadable photo becomes an error, never a failed job;
-2. ages are estimated by a pool of actors (``map_batches`` with :class:`EstimateAges`, one CPU each), each holding one
-   :class:`~faceage.infer.estimator.AgeEstimator`, so the networks load once per worker;
+   read by Ray Data itself) are cut into blocks of :data:`PHOTOS_PER_BLOCK` and read in Ray tasks
+   (:func:`read_photos`, :data:`READ_CPUS` of a CPU each): a photo that cannot be read becomes an error, never a
+   failed job;
+2. a pool of actors (``map_batches`` with :class:`EstimateAges`, one CPU each), each holding one
+   :class:`~faceage.infer.estimator.AgeEstimator` (the networks load once per worker), decodes each photo and
+   estimates its ages. Decoding happens here rather than in the reading tasks so that what passes through Ray's
+   object store is the compressed file, not the decoded photo (many times larger: up to 150 MB at the 50-megapixel
+   limit);
 3. the rows come back to this process in input order (``--out`` a .csv, .jsonl or .parquet file, or the table on
    screen), or each block is written as Parquet by the workers straight into a folder or URI prefix (``--out
    results/``: Ray Data's ``write_parquet``; the rows of a block in input order, the files in no particular one).
@@ -33,17 +37,26 @@ import numpy as np
 
 import faceage
 from faceage.errors import FaceageError, ImageError
-from faceage.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
-from faceage.infer.inputs import PATH_COLUMN, STDIN, TABLE_SUFFIXES, expand_inputs, is_uri, read_input, skipped_note
+from faceage.images import DEFAULT_MAX_BYTES
+from faceage.infer.inputs import (
+    PATH_COLUMN,
+    STDIN,
+    TABLE_SUFFIXES,
+    expand_inputs,
+    is_uri,
+    read_input,
+    read_photo_bytes,
+    skipped_note,
+)
 from faceage.infer.predict import PredictSummary, rows_for, rows_from_arrow, rows_to_arrow, worker_estimator
 from faceage.weights import model_path
 
-DECODE_CPUS = 0.25  # reading and decoding a photo costs about a tenth of estimating its ages (benchmarks/scale.py)
+READ_CPUS = 0.25  # reading a photo's bytes is a small part of its cost: four reading tasks share a CPU
 ESTIMATE_CPUS = 1
-MAX_INPUT_BLOCKS = 1000  # a listed folder is cut into at most this many blocks (one photo each for small runs)
+PHOTOS_PER_BLOCK = 8  # photos per read task, and per hand-over to an actor (fewer, larger tasks: less overhead)
+MAX_INPUT_BLOCKS = 10_000
 ROWS_PER_FILE = 10_000  # Parquet files written into a folder hold at least this many rows (the last one fewer)
 SCALE_EXTRA = "pip install 'faceage[scale]'"
-_NO_IMAGE = np.zeros((0, 0, 3), np.uint8)  # what an unreadable photo carries to the actors, beside its error
 
 
 @dataclass(frozen=True)
@@ -84,17 +97,17 @@ class SharedModel:
         return path
 
 
-def decode_photos(batch: dict[str, np.ndarray], max_pixels: int, max_bytes: int) -> dict[str, list]:
-    """A Ray task: each photo's RGB array, or an empty one and the error row's text (``unreadable: <reason>``)."""
-    images, errors = [], []
+def read_photos(batch: dict[str, np.ndarray], max_bytes: int) -> dict[str, list]:
+    """A Ray task: each photo's bytes, or none and the error row's text (``unreadable: <reason>``)."""
+    contents, errors = [], []
     for path in batch[PATH_COLUMN]:
         try:
-            images.append(read_input(str(path), max_pixels=max_pixels, max_bytes=max_bytes))
+            contents.append(read_photo_bytes(str(path), max_bytes))
             errors.append("")
         except ImageError as exc:
-            images.append(_NO_IMAGE)
+            contents.append(b"")
             errors.append(f"unreadable: {exc}")
-    return {PATH_COLUMN: [str(p) for p in batch[PATH_COLUMN]], "image": images, "error": errors}
+    return {PATH_COLUMN: [str(p) for p in batch[PATH_COLUMN]], "data": contents, "error": errors}
 
 
 class EstimateAges:
@@ -112,12 +125,14 @@ class EstimateAges:
 
     def __call__(self, batch: dict[str, np.ndarray]):
         rows: list[dict] = []
-        for path, image, error in zip(batch[PATH_COLUMN], batch["image"], batch["error"], strict=True):
+        estimator = self.estimator
+        for path, data, error in zip(batch[PATH_COLUMN], batch["data"], batch["error"], strict=True):
             if error:
                 rows.extend(rows_for(str(path), None, str(error)))
                 continue
             try:
-                rows.extend(rows_for(str(path), self.estimator.predict(image, cropped=self.cropped)))
+                rgb = read_input(str(path), bytes(data), max_pixels=estimator.max_pixels, max_bytes=estimator.max_bytes)
+                rows.extend(rows_for(str(path), estimator.predict(rgb, cropped=self.cropped)))
             except ImageError as exc:
                 rows.extend(rows_for(str(path), None, f"unreadable: {exc}"))
         return rows_to_arrow(rows)
@@ -176,34 +191,42 @@ class RayRun:
         asked = self.options.workers
         if asked is None:
             asked = int(cpus) - 1 if self.options.address is None else int(cpus - max(1.0, cpus / 8))
-        if asked * ESTIMATE_CPUS + DECODE_CPUS > cpus:
+        if asked * ESTIMATE_CPUS + READ_CPUS > cpus:
             raise FaceageError(f"--workers {asked} leaves no CPU for reading photos on a Ray cluster of {cpus:g} CPUs;"
-                               f" give at most {int(cpus - DECODE_CPUS) // ESTIMATE_CPUS}")  # fmt: skip
+                               f" give at most {int(cpus - READ_CPUS) // ESTIMATE_CPUS}")  # fmt: skip
         return max(1, asked)
 
     def dataset(self, inputs: list[str], *, model: str | Path | None, bins: str | None, cropped: bool,
-                min_face: int | None, max_bytes: int, max_pixels: int, notes: list[str] | None,
+                min_face: int | None, max_bytes: int, notes: list[str] | None,
                 ordered: bool):  # fmt: skip
-        """The plan (photos → decoded in tasks → ages in actors) and the number of photos it reads."""
+        """The plan (photos → read in tasks → decoded and estimated in actors) and the number of photos it reads."""
         ray = self.ray
+        workers = self.workers()
         ray.data.DataContext.get_current().execution_options.preserve_order = ordered
         if len(inputs) == 1 and Path(inputs[0]).suffix.lower() in TABLE_SUFFIXES and Path(inputs[0]).is_file():
             photos = _read_table(ray, inputs[0])
+            photos = photos.repartition(input_blocks(photos.count(), workers))
         else:
             skipped: list[str] = []
             paths = expand_inputs(inputs, skipped)
             if skipped and notes is not None:
                 notes.append(skipped_note(skipped))
-            blocks = min(len(paths), MAX_INPUT_BLOCKS)  # one decode task per block; its output streams in pieces
+            blocks = input_blocks(len(paths), workers)
             photos = ray.data.from_items([{PATH_COLUMN: p} for p in paths], override_num_blocks=blocks)
         count = photos.count()
-        decoded = photos.map_batches(decode_photos, batch_size=1, num_cpus=DECODE_CPUS, batch_format="numpy",
-                                     fn_kwargs={"max_pixels": max_pixels, "max_bytes": max_bytes})  # fmt: skip
+        read = photos.map_batches(read_photos, batch_size=None, num_cpus=READ_CPUS, batch_format="numpy",
+                                  fn_kwargs={"max_bytes": max_bytes})  # fmt: skip
         args = (SharedModel.put(ray, model), bins, min_face, max_bytes, cropped, faceage.__version__)
-        estimated = decoded.map_batches(EstimateAges, fn_constructor_args=args, batch_size=1, num_cpus=ESTIMATE_CPUS,
-                                        compute=ray.data.ActorPoolStrategy(size=self.workers()),
+        estimated = read.map_batches(EstimateAges, fn_constructor_args=args, batch_size=1, num_cpus=ESTIMATE_CPUS,
+                                        compute=ray.data.ActorPoolStrategy(size=workers),
                                         batch_format="numpy")  # fmt: skip
         return estimated, count
+
+
+def input_blocks(photos: int, workers: int) -> int:
+    """Blocks to cut the list of photos into: PHOTOS_PER_BLOCK each, but at least four per worker (a short run keeps
+    every worker busy) and one photo each at most; measured in benchmarks/scale.py."""
+    return max(1, min(photos, max(4 * workers, -(-photos // PHOTOS_PER_BLOCK)), MAX_INPUT_BLOCKS))
 
 
 def _read_table(ray, source: str):
@@ -227,7 +250,7 @@ def _read_table(ray, source: str):
     else:
         options = pa_csv.ConvertOptions(column_types={PATH_COLUMN: pa.string()}, include_columns=[PATH_COLUMN])
         table = ray.data.read_csv(source, convert_options=options)
-    return table.repartition(min(max(table.count(), 1), MAX_INPUT_BLOCKS))  # a block per decode task, as for folders
+    return table
 
 
 def _check_request(inputs: list[str], model: str | Path | None, bins: str | None, min_face: int | None,
@@ -244,14 +267,14 @@ def _check_request(inputs: list[str], model: str | Path | None, bins: str | None
 
 def predict_rows(inputs: list[str], options: RayOptions | None = None, *, model: str | Path | None = None,
                  bins: str | None = None, cropped: bool = False, min_face: int | None = None,
-                 max_bytes: int = DEFAULT_MAX_BYTES, max_pixels: int = DEFAULT_MAX_PIXELS,
+                 max_bytes: int = DEFAULT_MAX_BYTES,
                  progress: Callable[[int, int], None] | None = None,
                  notes: list[str] | None = None) -> Iterator[dict]:  # fmt: skip
     """Rows for every input, in input order, as :func:`faceage.infer.predict.predict_paths` gives them."""
     _check_request(inputs, model, bins, min_face, max_bytes)
     with RayRun(options or RayOptions()) as run:
         dataset, count = run.dataset(inputs, model=model, bins=bins, cropped=cropped, min_face=min_face,
-                                     max_bytes=max_bytes, max_pixels=max_pixels, notes=notes, ordered=True)  # fmt: skip
+                                     max_bytes=max_bytes, notes=notes, ordered=True)  # fmt: skip
         done = 0
         for table in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
             rows = rows_from_arrow(table)
@@ -276,7 +299,6 @@ def write_parquet_folder(
     cropped: bool = False,
     min_face: int | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
     notes: list[str] | None = None,
 ) -> PredictSummary:
     """Rows written by the workers as Parquet files into the empty (or new) folder or URI prefix ``out``."""
@@ -286,7 +308,7 @@ def write_parquet_folder(
     filesystem, root = _empty_output(out)
     with RayRun(options or RayOptions()) as run:
         dataset, _ = run.dataset(inputs, model=model, bins=bins, cropped=cropped, min_face=min_face,
-                                 max_bytes=max_bytes, max_pixels=max_pixels, notes=notes, ordered=False)  # fmt: skip
+                                 max_bytes=max_bytes, notes=notes, ordered=False)  # fmt: skip
         dataset.write_parquet(root, filesystem=filesystem, min_rows_per_file=ROWS_PER_FILE)  # the folder was empty
     written = pads.dataset(root, filesystem=filesystem, format="parquet").to_table(columns=["face", "error"])
     faces, errors = written.column("face").to_pylist(), written.column("error").to_pylist()

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from faceage.errors import FaceageError, ImageError
-from faceage.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, check_size, load_rgb
+from faceage.errors import FaceageError, ImageError, UnsupportedImageError
+from faceage.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, check_size, load_rgb, read_file
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 LIST_SUFFIXES = {".txt", ".lst"}
@@ -155,12 +155,20 @@ def _scheme_prefix(uri: str) -> str:
 def read_input(path: str, data: bytes | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
                max_bytes: int = DEFAULT_MAX_BYTES) -> np.ndarray:  # fmt: skip
     """One photo as an RGB array (EXIF orientation applied), or :class:`ImageError` saying why not: ``data`` when
-    given (standard input), a URI through pyarrow, a local path through :func:`faceage.images.read_file`."""
-    if data is not None:
-        return load_rgb(data, name=path, max_pixels=max_pixels, max_bytes=max_bytes)
-    if is_uri(path):
-        return load_rgb(_read_uri(path, max_bytes), name=path, max_pixels=max_pixels, max_bytes=max_bytes)
-    return load_rgb(path, name=path, max_pixels=max_pixels, max_bytes=max_bytes)
+    given (standard input, or bytes :func:`read_photo_bytes` read elsewhere), else the photo ``path`` names."""
+    if data is None:
+        data = read_photo_bytes(path, max_bytes)
+    return load_rgb(data, name=path, max_pixels=max_pixels, max_bytes=max_bytes)
+
+
+def read_photo_bytes(path: str, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
+    """The bytes of the photo ``path`` names (a URI through pyarrow, a local path through
+    :func:`faceage.images.read_file`: a regular file of at most ``max_bytes``), or :class:`ImageError` saying why
+    not."""
+    data = _read_uri(path, max_bytes) if is_uri(path) else read_file(Path(path), path, max_bytes)
+    if not data:
+        raise UnsupportedImageError(f"{path}: empty file (0 bytes)")
+    return data
 
 
 def _read_uri(uri: str, max_bytes: int) -> bytes:
@@ -181,6 +189,4 @@ def _read_uri(uri: str, max_bytes: int) -> bytes:
         raise
     except (OSError, ValueError) as exc:  # pyarrow's errors (permission, network) are OSError subclasses
         raise ImageError(f"{uri}: cannot be read ({str(exc).splitlines()[0]})") from None
-    if not data:
-        raise ImageError(f"{uri}: empty file (0 bytes)")
     return data

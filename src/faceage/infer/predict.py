@@ -1,6 +1,8 @@
 """``faceage predict INPUT... --out FILE``: one row per face for many photos, unreadable inputs recorded, never fatal.
 
-Columns (CSV) or keys (JSONL), exactly: path, face, x1, y1, x2, y2, det_score, age, age_low, age_high, bin, bin_prob,
+What the inputs name (folders, lists, tables, URIs) is :mod:`faceage.infer.inputs`; this module runs them on local
+processes, :mod:`faceage.infer.batch` on Ray Data, with the same rows. Columns (CSV), keys (JSONL) or Parquet columns
+(:func:`arrow_schema`), exactly: path, face, x1, y1, x2, y2, det_score, age, age_low, age_high, bin, bin_prob,
 error. ``face`` is the 0-based index by box area (largest = 0). A photo without a face gives one row with
 ``error=no_face``; an unreadable input gives one row with ``error=unreadable: <reason>``.
 
