@@ -24,6 +24,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from faceage.errors import ImageError, UnsupportedImageError
 
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}  # what a folder search takes
 # Refuse decompression bombs: 50 megapixels is a 8660x5773 photo, far more than any face photo needs.
 DEFAULT_MAX_PIXELS = 50_000_000
 # Refuse files over 100 MB: a 50-megapixel JPEG is about 25 MB, an uncompressed 8-bit RGB one 150 MB (raise it with

@@ -24,6 +24,7 @@ from faceage.data.split import hash_unit
 from faceage.data.utkface import BadName, parse_name
 from faceage.errors import FaceageError, ImageError
 from faceage.evaluate.fairness import fairness_audit
+from faceage.images import IMAGE_SUFFIXES
 from faceage.infer.estimator import AgeEstimator, Face
 from faceage.metrics import (
     age_errors,
@@ -35,7 +36,6 @@ from faceage.metrics import (
 )
 from faceage.weights import model_path
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 BATCH = 128
 PREDICTION_COLUMNS = [
     "path", "age", "gender", "race", "status", "age_pred", "age_low", "age_high", "bin", "bin_pred", "bin_prob",

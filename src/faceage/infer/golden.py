@@ -57,7 +57,7 @@ def _photo_files(photos: Path | None) -> list[Path]:
         return []
     if not Path(photos).is_dir():
         raise FaceageError(f"{photos}: no such folder of photos for golden outputs")
-    from faceage.infer.inputs import IMAGE_SUFFIXES
+    from faceage.images import IMAGE_SUFFIXES
 
     return sorted(p for p in Path(photos).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
 

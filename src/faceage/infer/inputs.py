@@ -17,9 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from faceage.errors import FaceageError, ImageError, UnsupportedImageError
-from faceage.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, check_size, load_rgb, read_file
+from faceage.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, check_size, load_rgb, read_file
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 LIST_SUFFIXES = {".txt", ".lst"}
 TABLE_SUFFIXES = {".csv", ".parquet"}
 PATH_COLUMN = "path"
