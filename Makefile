@@ -8,7 +8,7 @@ PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c const
 CORE_STAMP := $(VENV)/.core-installed
 FULL_STAMP := $(VENV)/.full-installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test test-fast lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ demo: $(CORE_STAMP)
 
 test: $(FULL_STAMP)
 	$(BIN)/python -m pytest -q
+
+# the tests marked slow (over ~10 s each: MTCNN parity, two-process training, the Ray engine) left out
+test-fast: $(FULL_STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: $(FULL_STAMP)
 	$(BIN)/ruff check src tests benchmarks scripts

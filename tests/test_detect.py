@@ -76,6 +76,7 @@ def _reference_image(key: str, photos: Path, archive: Path) -> np.ndarray:
         return load_rgb(io.BytesIO(tar.extractfile(name).read()).getvalue())
 
 
+@pytest.mark.slow
 def test_parity_with_reference_mtcnn(photos, archive):
     """Every face the reference implementation finds is found here with IoU >= 0.9 (same cascade thresholds)."""
     reference = json.loads(FIXTURE.read_text())

@@ -182,6 +182,7 @@ def test_fit_on_train_and_val_needs_the_epochs_and_a_known_choice(prepared_subse
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
+@pytest.mark.slow
 def test_two_process_ddp_training_on_cpu(prepared_subset, tmp_path):
     """`--devices 2 --strategy ddp` on CPU: two processes (gloo), Lightning's launcher re-running the command; one
     checkpoint set and one summary, from the first process; the logged validation metrics are those of all the
