@@ -1,3 +1,5 @@
+import io
+
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -72,3 +74,35 @@ def test_folding_affine_layers_keeps_the_function():
     x = torch.randn(3, 3, 64, 64)
     with torch.no_grad():
         assert torch.allclose(net(x), folded(x), atol=1e-4)
+
+
+@pytest.mark.parametrize("info", list_models(), ids=lambda info: info.name)
+def test_every_registered_model_trains_a_step_exports_and_matches_onnx(info, tmp_path):
+    """The sweep (as timm's): build, one CPU training step in which every parameter gets a finite gradient, export
+    through faceage's own export graph, ONNX Runtime's probabilities equal to torch's."""
+    from dataclasses import asdict
+
+    from faceage.bins import AgeBins
+    from faceage.onnxfile import open_session
+    from faceage.train.export import AveragedProbabilities, _export_graph
+    from faceage.train.module import AgeModule
+
+    bins = AgeBins.parse("0-20,21-26,27-35,36-50,51+")
+    module = AgeModule(info.name, bins.spec, info.preprocessing.to_dict(), info.head, asdict(info.recipe),
+                       [10.0, 23.5, 31.0, 43.0, 62.0])  # fmt: skip
+    size = info.preprocessing.input_size
+    faces = torch.rand(4, 3, size, size, generator=torch.Generator().manual_seed(0))
+    ages = torch.tensor([4.0, 24.0, 33.0, 71.0])
+    loss = module.train().training_step((faces, ages, torch.as_tensor(bins.index(ages.numpy()))), 0)
+    loss.backward()
+    without = [name for name, p in module.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
+    assert torch.isfinite(loss) and not without, f"no finite gradient for {without}"
+    wrapper = AveragedProbabilities([module.eval()]).eval()
+    buffer = io.BytesIO()
+    _export_graph(wrapper, size, buffer)
+    (tmp_path / "model.onnx").write_bytes(buffer.getvalue())
+    got = open_session(tmp_path / "model.onnx", threads=1).run(None, {"faces": faces.numpy()})[0]
+    with torch.no_grad():
+        expected = wrapper(faces).numpy()
+    assert got.shape == (4, 5 if info.head == "bins" else 101)
+    assert float(np.abs(got - expected).max()) <= 1e-4
