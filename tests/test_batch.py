@@ -120,6 +120,8 @@ def test_what_ray_cannot_do_is_refused_before_it_starts(folder, tmp_path):
         list(batch.predict_rows([str(folder)], model=str(tmp_path / "absent.onnx")))
     with pytest.raises(FaceageError, match="at least 1"):
         batch.RayOptions(workers=0)
+    with pytest.raises(FaceageError, match="no Ray cluster answers at 127.0.0.1:1"):  # at once, not after minutes
+        list(batch.predict_rows([str(folder)], batch.RayOptions(address="127.0.0.1:1")))
     (tmp_path / "a-file").write_text("x")
     with pytest.raises(FaceageError, match="is a file"):
         batch.write_parquet_folder([str(folder)], str(tmp_path / "a-file/"))

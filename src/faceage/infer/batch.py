@@ -138,6 +138,22 @@ class EstimateAges:
         return rows_to_arrow(rows)
 
 
+def _check_reachable(address: str, seconds: float = 5.0) -> None:
+    """A ``host:port`` or ``ray://host:port`` address that nothing answers on is refused at once (Ray itself keeps
+    retrying for minutes); "auto" is left to Ray, which finds a cluster started on this machine."""
+    import socket
+
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=seconds).close()
+    except OSError as exc:
+        raise FaceageError(f"no Ray cluster answers at {address} ({exc.strerror or exc}); start one there with 'ray "
+                           "start --head', give its address, or leave --ray-address out to run on a Ray started "
+                           "here") from None  # fmt: skip
+
+
 def _import_ray():
     try:
         import ray
@@ -167,6 +183,7 @@ class RayRun:
                     workers = options.workers or os.cpu_count() or 1
                     ray.init(num_cpus=max(os.cpu_count() or 1, workers + 1), **settings)
                 else:
+                    _check_reachable(options.address)
                     ray.init(address=options.address, **settings)
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 where = f"the Ray cluster at {options.address}" if options.address else "a local Ray"
