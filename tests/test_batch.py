@@ -120,8 +120,6 @@ def test_what_ray_cannot_do_is_refused_before_it_starts(folder, tmp_path):
         list(batch.predict_rows([str(folder)], model=str(tmp_path / "absent.onnx")))
     with pytest.raises(FaceageError, match="at least 1"):
         batch.RayOptions(workers=0)
-    with pytest.raises(FaceageError, match="no Ray cluster answers at 127.0.0.1:1"):  # at once, not after minutes
-        list(batch.predict_rows([str(folder)], batch.RayOptions(address="127.0.0.1:1")))
     (tmp_path / "a-file").write_text("x")
     with pytest.raises(FaceageError, match="is a file"):
         batch.write_parquet_folder([str(folder)], str(tmp_path / "a-file/"))
@@ -129,6 +127,8 @@ def test_what_ray_cannot_do_is_refused_before_it_starts(folder, tmp_path):
     assert run.returncode == 1 and "--annotate" in run.stderr and "Traceback" not in run.stderr
     run = _run(folder, "--ray-address", "auto")
     assert run.returncode == 1 and "--ray-address is for --engine ray" in run.stderr
+    run = _run(folder, "--engine", "ray", "--ray-address", "127.0.0.1:1")  # refused at once, not after minutes
+    assert run.returncode == 1 and "no Ray cluster answers at 127.0.0.1:1" in run.stderr
 
 
 def test_output_folder_or_file():
