@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -86,7 +87,7 @@ def int8_arithmetic(float_model: Path, out: Path, calibration: np.ndarray, reduc
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, reduce_range=reduce_range,
                     op_types_to_quantize=["Conv"])  # fmt: skip
     model = onnx.load(str(out))
-    set_metadata(model, {**metadata, "int8_arithmetic": True})
+    set_metadata(model, replace(metadata, int8_arithmetic=True))
     onnx.save(model, str(out))
 
 
@@ -138,8 +139,8 @@ def main() -> None:
 
     shipped = model_path(args.model)
     metadata = read_metadata(shipped)
-    preprocessing = Preprocessing.from_dict(metadata["preprocessing"])
-    bins = AgeBins.parse(metadata["bins"])
+    preprocessing = metadata.input_preprocessing
+    bins = AgeBins.parse(metadata.bins)
     arrays = load_split_arrays(args.data, preprocessing, show_progress=False)
     qemu = shutil.which("qemu-x86_64")
     with tempfile.TemporaryDirectory() as tmp:
@@ -173,7 +174,7 @@ def main() -> None:
                         f"{test_acc:.1%} | {one:.2f} / {batch:.2f} | {moved} |")  # fmt: skip
     faces = len(next(iter(here.values())))
     text = (
-        f"`python benchmarks/formats.py`: the shipped `{args.model}` model ({metadata['name']}) in four formats, on "
+        f"`python benchmarks/formats.py`: the shipped `{args.model}` model ({metadata.name}) in four formats, on "
         f"{readme.machine(threads=1)}; accuracy on the stored crops with each format's own age offset (median val "
         f"error); answers end to end on the {faces} faces of the golden images, this CPU against qemu's "
         f"`{args.emulate}` (AVX2, no AVX-512, no VNNI; emulated, so only its answers count, not its speed):\n\n"

@@ -61,14 +61,14 @@ def with_shipped_row(table: str, shipped: Path, runs: Path) -> str:
     from faceage.weights import DEFAULT_MODEL
 
     meta = read_metadata(DEFAULT_MODEL)
-    members = int(meta.get("members", 1))
-    cached = runs / f"{meta['model']}-ensemble{members}.json"
+    members = meta.members
+    cached = runs / f"{meta.model}-ensemble{members}.json"
     ensemble = json.loads(cached.read_text()) if cached.is_file() else {}
     minutes = f"{ensemble['train_minutes']:.1f}" if ensemble else "-"
     parameters = f"{ensemble['parameters']:,}" if ensemble else "-"
-    offset = meta.get("age_offset", {}).get("years")
-    form = "int8 weights, float arithmetic" if not meta.get("int8_arithmetic", True) else "int8"
-    what = (f"the shipped default: the `{meta['model']}` ×{members} row as shipped ({form}, no flip averaging"
+    offset = meta.age_offset["years"] if meta.age_offset else None
+    form = "int8 weights, float arithmetic" if not meta.int8_arithmetic else "int8"
+    what = (f"the shipped default: the `{meta.model}` ×{members} row as shipped ({form}, no flip averaging"
             + (f", age offset {offset:+.2f} years from the val split" if offset is not None else "")
             + "), measured on the file by `faceage evaluate` (`benchmarks/evaluation.py`)")  # fmt: skip
     row = (

@@ -65,7 +65,7 @@ def export_from_runs(runs: list[Path], data: Path, name: str) -> None:
 
 def weights_only_shipped(data: Path) -> None:
     for path in (DEFAULT_MODEL, FAST_MODEL):
-        before = read_metadata(path).get("age_offset", {}).get("years", 0.0)
+        before = read_metadata(path).offset_years
         model = onnx.load(str(path))
         removed = weights_only_from_qdq(model)
         onnx.checker.check_model(model)

@@ -22,7 +22,7 @@ from faceage.evaluate.evaluation import (
     samples_from_labelled,
 )
 from faceage.evaluate.report import build_report
-from faceage.infer.estimator import ModelFile
+from faceage.onnxfile import ModelFile
 from faceage.weights import DEFAULT_MODEL
 
 runner = CliRunner()
@@ -211,6 +211,6 @@ def test_model_card_from_an_evaluation(folder_evaluation, tmp_path):
     out = tmp_path / "card.md"
     result = runner.invoke(app, ["card", "default", "--evaluation", str(folder_evaluation.out), "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert out.read_text().startswith(f"# Model card: {metadata['name']}")
+    assert out.read_text().startswith(f"# Model card: {metadata.name}")
     result = runner.invoke(app, ["card", "default"])
     assert result.exit_code == 1 and "--evaluation" in result.output

@@ -294,10 +294,10 @@ def test_an_age_offset_is_measured_on_val_faces_stored_in_the_file_and_moves_eve
     assert offset.faces == len(val.ages)
     assert offset.years == pytest.approx(np.median(val.ages - raw), abs=1e-4)
     assert offset.mae_after <= offset.mae_before + 1e-9  # the median minimises the absolute error on these faces
-    assert read_metadata(path)["age_offset"]["years"] == pytest.approx(offset.years, abs=1e-3)
+    assert read_metadata(path).offset_years == pytest.approx(offset.years, abs=1e-3)
     (moved,) = AgeEstimator(path).predict(data.astronaut())
     (plain,) = AgeEstimator(tiny_onnx).predict(data.astronaut())
-    stored = read_metadata(path)["age_offset"]["years"]
+    stored = read_metadata(path).offset_years
     for field in ("age", "age_low", "age_high"):
         assert getattr(moved, field) == pytest.approx(max(getattr(plain, field) + stored, 0.0), abs=1e-6)
     assert sum(moved.bin_probs.values()) == pytest.approx(1.0)

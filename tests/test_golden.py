@@ -1,6 +1,7 @@
 """Golden outputs: the shipped models give their stored reference answers on this CPU; the check catches what it
 must (a changed answer, full-range int8 weights), and `faceage selftest` tells users."""
 
+import dataclasses
 import shutil
 
 import numpy as np
@@ -35,13 +36,13 @@ def test_shipped_models_store_int8_weights_and_compute_in_float(path):
     assert "QuantizeLinear" not in ops and "DequantizeLinear" not in ops and {"Cast", "Mul"} <= ops
     int8 = [init for init in model.graph.initializer if init.data_type == onnx.TensorProto.INT8]
     assert len(int8) >= 11 and weight_peak(model) == 127
-    assert read_metadata(path)["golden"]["computed_with"].startswith("age model run as written")
+    assert read_metadata(path).golden["computed_with"].startswith("age model run as written")
 
 
 def test_a_changed_answer_is_caught_and_named(tmp_path):
     path = tmp_path / "changed.onnx"
     shutil.copyfile(SHIPPED_MODELS["fast"], path)
-    golden = read_metadata(path)["golden"]
+    golden = read_metadata(path).golden
     golden["images"][0]["faces"][0]["age"] += 0.5
     update_metadata(path, golden=golden)
     report = check_golden(path)
@@ -56,11 +57,10 @@ def test_a_file_without_golden_outputs_says_how_to_get_them(tiny_onnx, tmp_path)
     path = tmp_path / "plain.onnx"
     shutil.copyfile(tiny_onnx, path)
     meta = read_metadata(path)
-    meta.pop("golden", None)
     model = onnx.load(str(path))
     from faceage.onnxfile import set_metadata
 
-    set_metadata(model, meta)
+    set_metadata(model, dataclasses.replace(meta, golden=None))
     onnx.save(model, str(path))
     with pytest.raises(FaceageError, match="faceage export"):
         check_golden(path)
@@ -87,7 +87,7 @@ def test_a_file_that_computes_in_int8_becomes_int8_weights_with_float_arithmetic
     from faceage.train.quantize import calibration_faces, expected_ages, kernel_agreement, weights_only_from_qdq
 
     meta = read_metadata(tiny_onnx)
-    faces = calibration_faces(prepared_subset, Preprocessing.from_dict(meta["preprocessing"]), {"train": 32, "val": 64})
+    faces = calibration_faces(prepared_subset, Preprocessing.from_dict(meta.preprocessing), {"train": 32, "val": 64})
 
     class Reader(CalibrationDataReader):
         def __init__(self):
@@ -127,7 +127,7 @@ def test_selftest_says_this_machine_reproduces_the_shipped_answers():
 def test_selftest_fails_loudly_on_a_changed_answer(tmp_path):
     path = tmp_path / "changed.onnx"
     shutil.copyfile(SHIPPED_MODELS["fast"], path)
-    golden = read_metadata(path)["golden"]
+    golden = read_metadata(path).golden
     golden["images"][1]["faces"][0]["age"] -= 1.0
     update_metadata(path, golden=golden)
     result = CliRunner().invoke(app, ["selftest", "--model", str(path)])

@@ -406,7 +406,7 @@ def export(
                       f"MAE there {offset.mae_before:.3f} -> {offset.mae_after:.3f}")  # fmt: skip
     meta = report.metadata
     console.print(f"golden outputs stored for {report.golden_faces} faces ('faceage selftest --model {out}')")
-    console.print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): {meta['model']}, bins {meta['bins']}")
+    console.print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): {meta.model}, bins {meta.bins}")
 
 
 @app.command()
@@ -603,7 +603,7 @@ def card(
     from faceage.evaluate.card import model_card
     from faceage.evaluate.evaluation import evaluate as run_evaluation
     from faceage.evaluate.evaluation import load_evaluation, resolve_model, samples_from_data_dir
-    from faceage.infer.estimator import ModelFile
+    from faceage.onnxfile import ModelFile
 
     if not evaluation and data is None:
         raise FaceageError("give --evaluation DIR (from 'faceage evaluate') or --data DATA_DIR to measure the model")
@@ -684,7 +684,7 @@ def serve(
 
     hosts = list(allowed_host or LOOPBACK_HOSTS) + ([] if allowed_host or loopback else [host])
     if model is not None:
-        from faceage.infer.estimator import ModelFile
+        from faceage.onnxfile import ModelFile
         from faceage.weights import model_path
 
         model = model_path(model).resolve()  # a shipped model's name → its file
@@ -926,14 +926,14 @@ def groups(
     """Count faces per age group across photos (age-group analytics), with a bar chart."""
     from faceage.bins import AgeBins
     from faceage.data.manifest import atomic_write_text
-    from faceage.infer.estimator import ModelFile
     from faceage.infer.groups import count_groups, plot_groups
     from faceage.infer.predict import predict_paths, summarize
+    from faceage.onnxfile import ModelFile
     from faceage.weights import model_path
 
     if out.suffix.lower() != ".csv":
         raise FaceageError(f"{out}: give a .csv file for --out")
-    age_bins = AgeBins.parse(bins or ModelFile.load(model_path(model)).metadata["bins"])
+    age_bins = AgeBins.parse(bins or ModelFile.load(model_path(model)).metadata.bins)
     with _progress() as bar:
         task = bar.add_task("groups", total=None)
         update = lambda done, total: bar.update(task, completed=done, total=total)  # noqa: E731

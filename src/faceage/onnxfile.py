@@ -1,8 +1,10 @@
 """Exported model files (torch-free): the faceage metadata an ONNX file carries, and running it over many faces.
 
-``faceage export`` stores everything needed to use a model (name, head, bins, preprocessing, alignment, age offset)
-as JSON under the metadata key ``faceage``; export, int8 quantisation, the age offset and the estimator all read and
-write it through these functions, and open their ONNX Runtime sessions through :func:`open_session`.
+``faceage export`` stores everything needed to use a model (name, head, bins, preprocessing, alignment, age offset,
+golden outputs) as JSON under the metadata key :data:`MODEL_METADATA_KEY`; :class:`ModelMetadata` is that JSON typed,
+with its defaults in one place, and :class:`ModelFile` a file checked to be usable by this faceage. Export, int8
+quantisation, the age offset, the teacher and the estimator all read and write it through this module, and open
+their ONNX Runtime sessions through :func:`open_session`.
 
 ``open_session(..., reference=True)`` runs a file with ONNX Runtime's graph optimisations off: an int8 (QDQ) graph is
 then computed as written, each quantise/dequantise step in float, which gives the same answer on every CPU. With
@@ -16,17 +18,114 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 import onnx
 
 from faceage.errors import WeightsError
-from faceage.preprocessing import MODEL_METADATA_KEY
+from faceage.preprocessing import Preprocessing
+
+MODEL_METADATA_KEY = "faceage"  # the ONNX metadata entry that holds ModelMetadata as JSON
 
 # largest |int8 weight| that gives the same answer on every CPU: 2 · 255 · 64 = 32,640 fits the saturating int16 into
 # which x86 kernels without VNNI add each pair of uint8 × int8 products (faceage.train.quantize)
 WEIGHT_LIMIT = 64
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    """What an exported file says about itself (the JSON under :data:`MODEL_METADATA_KEY`), with the defaults that
+    files written by earlier versions lack. Keys this version does not know are kept in ``extra``."""
+
+    name: str
+    head: str  # "ages": a distribution over ages 0-100; "bins": a probability per bin
+    bins: str
+    bin_ages: tuple[float, ...]  # a bins head's age for each bin (the median of its training ages)
+    preprocessing: dict  # Preprocessing.to_dict()
+    alignment: str
+    model: str = ""  # the registered architecture
+    members: int = 1  # networks averaged
+    version: str | None = None  # the faceage that exported it
+    flip_averaged: bool = False
+    fit_on: str = "train"  # the splits the members learnt from ("train+val": no unseen validation faces)
+    float16_weights: bool = False
+    int8: bool = False
+    int8_arithmetic: bool = True  # an int8 file that does not say otherwise computes in int8 (earlier versions)
+    age_offset: dict | None = None  # faceage.train.offset.AgeOffset.to_metadata()
+    golden: dict | None = None  # faceage.infer.golden
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> ModelMetadata:
+        known = {f.name for f in fields(cls)} - {"extra"}
+        missing = [name for name in ("name", "head", "bins", "preprocessing", "alignment") if name not in values]
+        if missing:
+            raise WeightsError(f"the model's faceage metadata lacks {', '.join(missing)}; export it with 'faceage "
+                               "export'")  # fmt: skip
+        given = {k: v for k, v in values.items() if k in known}
+        given["bin_ages"] = tuple(float(a) for a in given.get("bin_ages", ()))
+        return cls(**given, extra={k: v for k, v in values.items() if k not in known})
+
+    def to_dict(self) -> dict:
+        """The JSON form (what :meth:`from_dict` reads back); optional entries that are not set are left out."""
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
+        values["bin_ages"] = list(self.bin_ages)
+        for name in ("age_offset", "golden", "version"):
+            if values[name] is None:
+                del values[name]
+        return {**values, **self.extra}
+
+    @property
+    def predicts_ages(self) -> bool:
+        """A distribution over ages 0-100 (else a probability per bin)."""
+        return self.head == "ages"
+
+    @property
+    def outputs(self) -> int:
+        """Numbers the network gives per face."""
+        from faceage.bins import AgeBins
+
+        return 101 if self.predicts_ages else len(AgeBins.parse(self.bins))
+
+    @property
+    def offset_years(self) -> float:
+        """Years the distributions are moved by (measured at export); 0 without an offset."""
+        return float((self.age_offset or {}).get("years", 0.0))
+
+    @property
+    def golden_faces(self) -> int:
+        return sum(len(image["faces"]) for image in (self.golden or {}).get("images", []))
+
+    @property
+    def input_preprocessing(self) -> Preprocessing:
+        return Preprocessing.from_dict(self.preprocessing)
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """An exported model file whose metadata this faceage can use (its faces aligned as this faceage aligns)."""
+
+    path: Path
+    metadata: ModelMetadata
+
+    @classmethod
+    def load(cls, path: Path) -> ModelFile:
+        from faceage.detect.align import ALIGNMENT_VERSION, SAME_ALIGNMENT  # detect opens sessions from here
+
+        path = Path(path)
+        if not path.is_file():
+            raise WeightsError(
+                f"{path}: no such model file; give 'default', 'fast' or a file from 'faceage export RUN --out m.onnx'"
+            )
+        metadata = read_metadata(path)
+        if metadata.alignment not in SAME_ALIGNMENT:
+            raise WeightsError(
+                f"{path} was trained on faces aligned as '{metadata.alignment}', this faceage aligns as "
+                f"'{ALIGNMENT_VERSION}'; use a faceage version that matches the model"
+            )
+        return cls(path, metadata)
 
 
 def _find(model: onnx.ModelProto):
@@ -47,26 +146,32 @@ def _load(path: Path, weights: bool = True) -> onnx.ModelProto:
         raise WeightsError(f"{path}: not an ONNX model ({exc})") from None
 
 
-def set_metadata(model: onnx.ModelProto, metadata: dict) -> None:
+def set_metadata(model: onnx.ModelProto, metadata: ModelMetadata) -> None:
     """Store ``metadata`` as the faceage metadata of ``model`` (replacing any)."""
     entry = _find(model)
     if entry is None:
         entry = model.metadata_props.add()
         entry.key = MODEL_METADATA_KEY
-    entry.value = json.dumps(metadata)
+    entry.value = json.dumps(metadata.to_dict())
 
 
-def read_metadata(path: Path) -> dict:
+def metadata_of(model: onnx.ModelProto, path: Path | str = "the model") -> ModelMetadata:
+    return ModelMetadata.from_dict(json.loads(_entry(model, Path(path)).value))
+
+
+def read_metadata(path: Path) -> ModelMetadata:
     """The faceage metadata of the exported file ``path``."""
-    return json.loads(_entry(_load(path, weights=False), path).value)
+    return metadata_of(_load(path, weights=False), path)
 
 
-def update_metadata(path: Path, **changes) -> dict:
+def update_metadata(path: Path, **changes) -> ModelMetadata:
     """Rewrite the faceage metadata of the exported file ``path`` with ``changes`` (atomically); returns it."""
+    from dataclasses import replace
+
     from faceage.data.manifest import atomic_write_bytes  # pandas: not on the estimator's import path
 
     model = _load(path)
-    metadata = {**json.loads(_entry(model, path).value), **changes}
+    metadata = replace(metadata_of(model, path), **changes)
     set_metadata(model, metadata)
     atomic_write_bytes(Path(path), model.SerializeToString())
     return metadata

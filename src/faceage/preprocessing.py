@@ -12,9 +12,6 @@ import numpy as np
 
 from faceage.errors import FaceageError
 
-# key of the JSON (model name, head, bins, preprocessing, alignment) in an exported ONNX file's metadata
-MODEL_METADATA_KEY = "faceage"
-
 
 @dataclass(frozen=True)
 class Preprocessing:

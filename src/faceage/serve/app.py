@@ -262,7 +262,7 @@ def _estimate(estimator: AgeEstimator, name: str, data: bytes, cropped: bool, ma
     return {
         "faces": [face.to_dict() for face in faces],
         "image": {"width": int(rgb.shape[1]), "height": int(rgb.shape[0])},
-        "model": {"name": estimator.name, "version": estimator.model.metadata.get("version", __version__)},
+        "model": {"name": estimator.name, "version": estimator.model.metadata.version or __version__},
         "elapsed_ms": round((time.perf_counter() - started) * 1000, 1),
     }
 
@@ -390,9 +390,9 @@ def model_summary(estimator: AgeEstimator, config: ServiceConfig) -> dict:
     card_file = card_path(estimator.model.path)
     card = card_file.read_text() if card_file.is_file() else ""
     return {
-        "name": meta["name"],
-        "version": meta.get("version"),
-        "architecture": meta.get("model"),
+        "name": meta.name,
+        "version": meta.version,
+        "architecture": meta.model,
         "bins": estimator.bins.labels,
         "interval": "80%",
         "limits": {

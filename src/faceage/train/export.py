@@ -27,8 +27,7 @@ from faceage.data.manifest import atomic_write_bytes
 from faceage.detect import ALIGNMENT_VERSION
 from faceage.errors import FaceageError
 from faceage.models.transfer import fold_affine_layers
-from faceage.onnxfile import open_session, set_metadata
-from faceage.preprocessing import Preprocessing
+from faceage.onnxfile import ModelMetadata, open_session, set_metadata
 from faceage.train.module import AgeModule
 
 if TYPE_CHECKING:
@@ -107,7 +106,7 @@ def store_weights_as_float16(model: onnx.ModelProto, min_size: int = 1024) -> on
 
 
 def export_onnx(runs: Path | list[Path], out: Path, name: str | None = None, float16_weights: bool = False,
-                flip: bool | None = None) -> dict:  # fmt: skip
+                flip: bool | None = None) -> ModelMetadata:  # fmt: skip
     """Export the best checkpoint of one run (or the average of several); returns the metadata written."""
     runs = [Path(runs)] if isinstance(runs, str | Path) else [Path(r) for r in runs]
     if not runs:
@@ -121,21 +120,21 @@ def export_onnx(runs: Path | list[Path], out: Path, name: str | None = None, flo
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         _export_graph(wrapper, size, buffer)
     model = onnx.load_from_string(buffer.getvalue())
-    metadata = {
-        "name": name or module.hparams.model_name + (f"-ensemble{len(runs)}" if len(runs) > 1 else ""),
-        "model": module.hparams.model_name,
-        "members": len(runs),
-        "version": __version__,
-        "head": module.head_kind,
-        "bins": module.hparams.bins,
-        "bin_ages": list(module.hparams.bin_ages),
-        "preprocessing": dict(module.hparams.preprocessing),
-        "alignment": ALIGNMENT_VERSION,
-        "flip_averaged": wrapper.flip,
+    metadata = ModelMetadata(
+        name=name or module.hparams.model_name + (f"-ensemble{len(runs)}" if len(runs) > 1 else ""),
+        model=module.hparams.model_name,
+        members=len(runs),
+        version=__version__,
+        head=module.head_kind,
+        bins=module.hparams.bins,
+        bin_ages=tuple(float(a) for a in module.hparams.bin_ages),
+        preprocessing=dict(module.hparams.preprocessing),
+        alignment=ALIGNMENT_VERSION,
+        flip_averaged=wrapper.flip,
         # the splits the members learnt from: a model fit on train+val has no unseen validation faces
-        "fit_on": "train+val" if any(m.hparams.get("fit_on") == "train+val" for m in modules) else "train",
-        "float16_weights": float16_weights,
-    }
+        fit_on="train+val" if any(m.hparams.get("fit_on") == "train+val" for m in modules) else "train",
+        float16_weights=float16_weights,
+    )
     set_metadata(model, metadata)
     if float16_weights:
         model = store_weights_as_float16(model)
@@ -201,14 +200,14 @@ def export_model(runs: list[Path], out: Path, *, name: str | None = None, float1
     with tempfile.TemporaryDirectory() as tmp:
         float_path, result = Path(tmp) / "float.onnx", Path(tmp) / "model.onnx"
         metadata = export_onnx(runs, float_path, name=name, float16_weights=float16_weights, flip=flip)
-        size = metadata["preprocessing"]["input_size"]
+        size = metadata.input_preprocessing.input_size
         inputs = np.random.default_rng(0).normal(0, 0.5, (8, 3, size, size)).astype(np.float32)
         difference = parity(runs, float_path, inputs, flip=flip)
         limit = 5e-3 if float16_weights else 1e-4  # float16 weights round at about 5e-4 relative
         if difference > limit:
             raise FaceageError(f"the exported model differs from its checkpoint by {difference:.2e}, over {limit}")
         if int8_data is not None:
-            preprocessing = Preprocessing.from_dict(metadata["preprocessing"])
+            preprocessing = metadata.input_preprocessing
             faces = calibration_faces(int8_data, preprocessing, {"val": int8_faces})
             quantize_int8(float_path, result)
             quantization = quantization_error(float_path, result, metadata, faces["val"])

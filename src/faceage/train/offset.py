@@ -22,7 +22,6 @@ import numpy as np
 
 from faceage.errors import FaceageError
 from faceage.onnxfile import open_session, probabilities, read_metadata, update_metadata
-from faceage.preprocessing import Preprocessing
 
 SPLIT = "val"
 MIN_FACES = 200
@@ -47,14 +46,14 @@ def measure_age_offset(model: Path, data_dir: Path, min_faces: int = MIN_FACES) 
     from faceage.train.data import load_split_arrays
 
     metadata = read_metadata(model)
-    if metadata.get("head") != "ages":
+    if not metadata.predicts_ages:
         raise FaceageError(f"{model} predicts bins, not a distribution over ages; only age models take an offset")
-    if metadata.get("fit_on", "train") != "train":
+    if metadata.fit_on != "train":
         raise FaceageError(
-            f"{model} learnt from the {SPLIT} faces too (fit on {metadata['fit_on']}): its offset cannot be measured "
+            f"{model} learnt from the {SPLIT} faces too (fit on {metadata.fit_on}): its offset cannot be measured "
             "on faces it has seen; measure a train-only model of the recipe"
         )
-    preprocessing = Preprocessing.from_dict(metadata["preprocessing"])
+    preprocessing = metadata.input_preprocessing
     faces = load_split_arrays(Path(data_dir), preprocessing, show_progress=False)[SPLIT]
     if len(faces.ages) < min_faces:
         raise FaceageError(f"{data_dir}: {len(faces.ages)} {SPLIT} faces are too few to measure an age offset "

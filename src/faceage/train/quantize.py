@@ -27,7 +27,7 @@ the checkpoints: the same int8 weights, float arithmetic.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +37,7 @@ from onnx import numpy_helper
 from faceage.data.manifest import atomic_write_bytes
 from faceage.errors import FaceageError
 from faceage.infer.golden import mismatch_cause
-from faceage.onnxfile import open_session, probabilities, read_metadata, set_metadata
+from faceage.onnxfile import ModelMetadata, open_session, probabilities, read_metadata, set_metadata
 from faceage.preprocessing import Preprocessing
 
 # this machine's optimised run against the graph as written, in years per face: a file is refused beyond these (float
@@ -154,18 +154,20 @@ def quantize_int8(float_model: Path, out: Path) -> None:
     metadata = read_metadata(float_model)
     model = onnx.load(str(float_model))
     quantize_weights(model)
-    set_metadata(model, {**metadata, "int8": True, "int8_arithmetic": False, "float16_weights": False})
+    set_metadata(model, replace(metadata, int8=True, int8_arithmetic=False, float16_weights=False))
     onnx.checker.check_model(model)
     atomic_write_bytes(Path(out), model.SerializeToString())
 
 
-def expected_ages(probs: np.ndarray, metadata: dict) -> np.ndarray:
+def expected_ages(probs: np.ndarray, metadata: ModelMetadata) -> np.ndarray:
     """The expected age of each row of a model's output (ages 0-100, or the bins' typical ages)."""
-    values = np.arange(probs.shape[1]) if metadata["head"] == "ages" else np.asarray(metadata["bin_ages"])
+    values = np.arange(probs.shape[1]) if metadata.predicts_ages else np.asarray(metadata.bin_ages)
     return probs @ values
 
 
-def quantization_error(float_model: Path, int8_model: Path, metadata: dict, inputs: np.ndarray) -> QuantizationError:
+def quantization_error(
+    float_model: Path, int8_model: Path, metadata: ModelMetadata, inputs: np.ndarray
+) -> QuantizationError:
     """How far the int8 model's estimates move from the float model's (faceage ``metadata``) on ``inputs``
     (held-out faces); the int8 model is computed as written, so the figures do not depend on this CPU."""
     results = []
@@ -199,7 +201,7 @@ class KernelAgreement:
         return mismatch_cause(self.path)
 
 
-def kernel_agreement(int8_model: Path, metadata: dict, inputs: np.ndarray) -> KernelAgreement:
+def kernel_agreement(int8_model: Path, metadata: ModelMetadata, inputs: np.ndarray) -> KernelAgreement:
     """How far this machine's optimised run moves the estimates of ``int8_model`` from the graph computed as written,
     on ``inputs`` (faces)."""
     here, written = (expected_ages(probabilities(open_session(int8_model, threads=2, reference=reference), inputs),

@@ -16,8 +16,7 @@ import numpy as np
 import torch
 
 from faceage.errors import FaceageError
-from faceage.infer.estimator import ModelFile
-from faceage.onnxfile import open_session
+from faceage.onnxfile import ModelFile, open_session
 from faceage.preprocessing import Preprocessing
 
 
@@ -27,12 +26,12 @@ class Teacher:
     def __init__(self, path: Path, student_preprocessing: Preprocessing, threads: int | None = None):
         self.model = ModelFile.load(Path(path))
         meta = self.model.metadata
-        if meta["head"] != "ages":
+        if not meta.predicts_ages:
             raise FaceageError(
-                f"{path} predicts {meta['head']} only; a teacher must predict an age distribution (a model with "
+                f"{path} predicts {meta.head} only; a teacher must predict an age distribution (a model with "
                 "an 'ages' head, e.g. an export of transfer-ema runs)"
             )
-        teacher_preprocessing = Preprocessing.from_dict(meta["preprocessing"])
+        teacher_preprocessing = meta.input_preprocessing
         if teacher_preprocessing != student_preprocessing:
             raise FaceageError(
                 f"{path} reads faces as {teacher_preprocessing}, the student as {student_preprocessing}; "
@@ -42,7 +41,7 @@ class Teacher:
 
     @property
     def name(self) -> str:
-        return self.model.metadata["name"]
+        return self.model.metadata.name
 
     def __call__(self, inputs: torch.Tensor) -> torch.Tensor:
         probs = self.session.run(None, {"faces": inputs.numpy().astype(np.float32, copy=False)})[0]
