@@ -18,7 +18,6 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
-from rich.table import Table
 
 from faceage import __version__
 from faceage.errors import FaceageError
@@ -124,13 +123,9 @@ def prepare(
             config=config,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
-    table = Table(title=f"prepared {summary.total} files into {out}")
-    table.add_column("status")
-    table.add_column("files", justify="right")
-    table.add_column("share", justify="right")
-    for status, n in sorted(summary.status_counts.items(), key=lambda kv: -kv[1]):
-        table.add_row(status, str(n), f"{n / max(summary.total, 1):.1%}")
-    console.print(table)
+    from faceage.presentation import prepare_table
+
+    console.print(prepare_table(summary, out))
     console.print("split: " + ", ".join(f"{k} {v}" for k, v in sorted(summary.split_counts.items())))
     console.print(
         f"{summary.processed_now} files processed in {summary.seconds:.1f} s "
@@ -150,14 +145,10 @@ def explore(
 ) -> None:
     """The study's plots: age histogram, images per bin, sample crops per bin, composition, data quality."""
     from faceage.data.explore import explore as run_explore
+    from faceage.presentation import frame_table
 
     result = run_explore(data_dir, out)
-    table = Table(title=f"{data_dir}: usable faces per bin and split")
-    for column in result.table.columns:
-        table.add_column(str(column), justify="right")
-    for row in result.table.itertuples(index=False):
-        table.add_row(*[str(v) for v in row])
-    console.print(table)
+    console.print(frame_table(f"{data_dir}: usable faces per bin and split", result.table))
     for path in result.plots:
         console.print(f"wrote {path}")
 
@@ -171,9 +162,13 @@ def detect(
 ) -> None:
     """Find faces (boxes, 5 landmarks, scores) with MTCNN; write annotated copies and a JSON."""
     from faceage.demo import detect_and_annotate
+    from faceage.presentation import detections_table
 
     results = detect_and_annotate({p.name: p for p in images}, out, min_score=min_score)
-    _print_detections(results, out)
+    console.print(detections_table(results))
+    console.print(f"wrote annotated images and {out / 'detections.json'}")
+    if any("error" in r for r in results.values()):
+        raise typer.Exit(2)
 
 
 @app.command()
@@ -184,19 +179,9 @@ def demo(
 ) -> None:
     """Ages for the photos that ship with scikit-image (and ../shared/data/photos when present): nothing to download."""
     from faceage.demo import age_demo, demo_photos
+    from faceage.presentation import demo_table
 
-    rows = age_demo(demo_photos(), out, model=model)
-    table = Table(title=f"faceage demo: ages (written to {out})")
-    for column in ("photo", "face", "age", "80% interval", "bin", "p(bin)"):
-        table.add_column(column)
-    for row in rows:
-        if row["error"]:
-            table.add_row(str(row["path"]), "", "", "", "", row["error"])
-        else:
-            interval = f"{row['age_low']:.0f}-{row['age_high']:.0f}"
-            table.add_row(str(row["path"]), str(row["face"]), f"{row['age']:.1f}", interval, row["bin"],
-                          f"{row['bin_prob']:.2f}")  # fmt: skip
-    console.print(table)
+    console.print(demo_table(age_demo(demo_photos(), out, model=model), out))
     console.print(f"annotated photos, ages.csv and detections.json in {out}")
 
 
@@ -205,16 +190,10 @@ def demo(
 def models() -> None:
     """The model registry: name, head, input, parameter count, the study's counterpart."""
     from faceage.models import count_parameters, list_models
+    from faceage.presentation import models_table
 
-    table = Table(title="faceage models")
-    for column in ("name", "predicts", "input", "parameters", "study (val acc)", "description"):
-        table.add_column(column)
-    for info in list_models():
-        p = info.preprocessing
-        predicts = "age bins (cross-entropy)" if info.head == "bins" else "ages 0-100 (distribution)"
-        table.add_row(info.name, predicts, f"{p.input_size}px, crop {p.crop_fraction:.0%}",
-                      f"{count_parameters(info.build(5)):,}", info.study or "-", info.description)  # fmt: skip
-    console.print(table)
+    registered = list_models()
+    console.print(models_table(registered, [count_parameters(info.build(5)) for info in registered]))
 
 
 @app.command()
@@ -233,17 +212,11 @@ def selftest(
 
     from faceage.infer.golden import AGE_TOLERANCE, check_golden, mismatch_cause
     from faceage.machine import cpu_info
+    from faceage.presentation import golden_table
 
     console.print(f"CPU: {cpu_info().describe()}; ONNX Runtime {ort.__version__}")
-    table = Table(title="golden outputs: this machine against the stored reference")
-    for column in ("model file", "images", "faces", "largest age change", "verdict"):
-        table.add_column(column)
     reports = [check_golden(name, photos) for name in (model or ["default", "fast"])]
-    for report in reports:
-        verdict = "reproduced" if report.ok else "[bold red]DIFFERENT[/]"
-        table.add_row(report.path.name, str(len(report.images)), str(report.faces), f"{report.age_change:.3f} years",
-                      verdict)  # fmt: skip
-    console.print(table)
+    console.print(golden_table(reports))
     for report in reports:
         if report.not_here:
             console.print(f"{report.model}: {len(report.not_here)} stored photo(s) not checked (not in --photos): "
@@ -301,6 +274,7 @@ def train(
     ] = "train",
 ) -> None:
     """Train a registered model on a prepared data folder (Lightning): checkpoints, metrics.csv, summary.json."""
+    from faceage.presentation import show_training_summary
     from faceage.train.run import train_model
 
     parsed_devices: str | int = int(devices) if devices.isdigit() else devices
@@ -309,7 +283,7 @@ def train(
                          devices=parsed_devices, strategy=strategy, num_nodes=num_nodes, num_workers=workers,
                          limit=limit, teacher=teacher, fit_on=fit_on)  # fmt: skip
     if result.summary:  # under DDP only the first process reports
-        print_summary(result.summary)
+        show_training_summary(console, result.summary)
 
 
 @app.command()
@@ -511,14 +485,9 @@ def predict(
     if writer is not None:
         writer.close()
     else:
-        table = Table(title="ages")
-        for column in ("path", "face", "age", "80% interval", "bin", "p(bin)", "error"):
-            table.add_column(column)
-        for row in rows:
-            interval = f"{row['age_low']}-{row['age_high']}" if row["error"] == "" else ""
-            table.add_row(str(row["path"]), str(row["face"]), str(row["age"]), interval, str(row["bin"]),
-                          str(row["bin_prob"]), str(row["error"]))  # fmt: skip
-        console.print(table)
+        from faceage.presentation import ages_table
+
+        console.print(ages_table(rows))
     summary = summarize(rows)
     for note in notes:
         err_console.print(f"note: {note}")
@@ -556,6 +525,7 @@ def evaluate(
     from faceage.data.manifest import MANIFEST
     from faceage.evaluate.evaluation import evaluate as run_evaluation
     from faceage.evaluate.evaluation import samples_from_data_dir, samples_from_labelled
+    from faceage.presentation import show_evaluation
 
     if (data / MANIFEST).is_file():
         samples = samples_from_data_dir(data, split, photos=photos)
@@ -566,7 +536,7 @@ def evaluate(
         result = run_evaluation(
             model, samples, out, bins=bins, seed=seed, progress=lambda done, total: bar.update(task, completed=done)
         )
-    print_evaluation(result.metrics)
+    show_evaluation(console, result.metrics)
     console.print(f"wrote {result.metrics_path} and {result.predictions_path}")
 
 
@@ -780,9 +750,7 @@ def check(
     if challenge is None:
         challenge = Calibration.load(calibration_path(estimator.model.path)).challenge_for(min_age)["challenge"]
     policy = Policy(min_age=min_age, challenge=challenge, multiple_faces=multiple_faces)
-    table = Table(title=f"age check: min age {min_age:g}, challenge {challenge:g}")
-    for column in ("photo", "outcome", "age", "80% interval", "reason"):
-        table.add_column(column)
+    judged: list[tuple[str, dict]] = []
     unreadable = 0
     for photo in photos:
         try:
@@ -794,11 +762,11 @@ def check(
         if as_json:
             sys.stdout.write(json.dumps({"photo": str(photo), **result}) + "\n")
         else:
-            interval = f"{result['age_low']}-{result['age_high']}" if result["age"] is not None else ""
-            table.add_row(str(photo), result["outcome"], "" if result["age"] is None else str(result["age"]),
-                          interval, result["reason"])  # fmt: skip
+            judged.append((str(photo), result))
     if not as_json:
-        console.print(table)
+        from faceage.presentation import check_table
+
+        console.print(check_table(min_age, challenge, judged))
     if unreadable:
         err_console.print(f"{unreadable} of {len(photos)} photos could not be read")
         raise typer.Exit(2)
@@ -837,16 +805,9 @@ def calibrate(
                                     max_minor_pass)  # fmt: skip
     target = out or calibration_path(model_path)
     atomic_write_text(target, calibration.to_json())
-    table = Table(title=f"challenge ages for at most {max_minor_pass:.1%} of minors passed ({split} split)")
-    for column in ("min age", "challenge age", "minors passed (95% CI)", "adults referred (95% CI)"):
-        table.add_column(column, justify="right")
-    for key, r in calibration.screening.items():
-        table.add_row(key, f"{r['challenge']:g}",
-                      f"{r['minors_passed']:.1%} ({r['minors_passed_ci'][0]:.1%}-{r['minors_passed_ci'][1]:.1%}) "
-                      f"of {r['n_minors']} aged {r['minor_ages']}",
-                      f"{r['adults_referred']:.1%} ({r['adults_referred_ci'][0]:.1%}-{r['adults_referred_ci'][1]:.1%}) "
-                      f"of {r['n_adults']}")  # fmt: skip
-    console.print(table)
+    from faceage.presentation import calibration_table
+
+    console.print(calibration_table(calibration, max_minor_pass, split))
     console.print(f"wrote {target}")
 
 
@@ -943,116 +904,12 @@ def groups(
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, frame.to_csv(index=False))
     chart = plot_groups(frame, out.with_suffix(".png"), f"{int(frame['faces'].sum())} faces by estimated age group")
-    table = Table(title="faces per estimated age group")
-    for column in ("age group", "faces", "share"):
-        table.add_column(column, justify="right")
-    for _, row in frame.iterrows():
-        table.add_row(row["bin"], str(row["faces"]), f"{row['share']:.1%}")
-    console.print(table)
+    from faceage.presentation import groups_table
+
+    console.print(groups_table(frame))
     summary = summarize(rows)
     err_console.print(summary.line() + f"; wrote {out} and {chart}")
     raise typer.Exit(summary.exit_code)
-
-
-def print_evaluation(metrics: dict) -> None:
-    from faceage.evaluate.formatting import num as _num
-    from faceage.evaluate.formatting import pct as _pct
-
-    head, counts, every = metrics["headline"], metrics["counts"], metrics["all_images"]
-    table = Table(title=f"{metrics['model']['name']} on {metrics['data']['source']}")
-    for column in ("metric", f"{head['n']} processed faces", f"all {every['n']} images (failures = errors)"):
-        table.add_column(column, justify="right")
-    acc_ci, mae_ci = head["acc_ci"], head["mae_ci"]
-    table.add_row("bin accuracy (95% CI)", f"{_pct(head['acc'])} ({_pct(acc_ci[0])}-{_pct(acc_ci[1])})",
-                  _pct(every["acc"]))  # fmt: skip
-    table.add_row("±1-bin accuracy", _pct(head["adjacent_acc"]), _pct(every["adjacent_acc"]))
-    table.add_row("MAE, years (95% CI)", f"{_num(head['mae'])} ({_num(mae_ci[0])}-{_num(mae_ci[1])})", "")
-    table.add_row("median absolute error", _num(head["median_ae"]), "")
-    table.add_row("CS@5 (within ±5 years)", _pct(head["cs5"]), _pct(every["cs5"]))
-    table.add_row("mean signed error", _num(head["mean_signed"], "+.2f"), "")
-    if head.get("interval_coverage") is not None:  # evaluations written before it was measured lack it
-        table.add_row("true age inside the 80% interval (below / above)",
-                      f"{_pct(head['interval_coverage'])} ({_pct(head['interval_below'])} / "
-                      f"{_pct(head['interval_above'])})", "")  # fmt: skip
-        table.add_row("80% interval: mean width, years", _num(head["interval_width"]), "")
-    console.print(table)
-    console.print(
-        f"failure to process: {_pct(counts['failure_to_process'])} ({counts['no_face']} no face, "
-        f"{counts['unreadable']} unreadable of {counts['images']})"
-    )
-    bands = Table(title="by true age band (bias > 0: estimated older)")
-    for column in ("band", "faces", "MAE", "bias"):
-        bands.add_column(column, justify="right")
-    for row in metrics["bands"]:
-        bands.add_row(row["band"], str(row["n"]), _num(row["mae"]), _num(row["bias"], "+.2f"))
-    console.print(bands)
-    for name, audit in metrics["fairness"].items():
-        groups = Table(title=f"by {name} (audit only; 95% bootstrap intervals)")
-        for column in ("group", "faces", "bin acc", "MAE"):
-            groups.add_column(column, justify="right")
-        for row in audit["groups"]:
-            groups.add_row(row["group"], str(row["n"]), f"{_pct(row['acc'])} ({_pct(row['acc_low'])}-"
-                           f"{_pct(row['acc_high'])})", f"{_num(row['mae'])} ({_num(row['mae_low'])}-"
-                           f"{_num(row['mae_high'])})")  # fmt: skip
-        console.print(groups)
-        for key in ("acc_spread", "mae_spread"):
-            spread = audit[key]
-            if spread:
-                value = _pct(spread["spread"]) if key == "acc_spread" else _num(spread["spread"])
-                console.print(f"  {spread['metric']} spread {value}: {spread['lowest']} lowest, "
-                              f"{spread['highest']} highest (groups of ≥ {spread['min_n']} faces)")  # fmt: skip
-    screening = metrics["screening"]
-    console.print(
-        f"screening: 13-17 estimated 25+ {_pct(screening['teens_13_17_estimated_25_plus'])}; under-18s estimated 18+ "
-        f"{_pct(screening['under_18_estimated_18_plus'])}; adults 25+ estimated under 25 "
-        f"{_pct(screening['adults_25_plus_estimated_under_25'])}"
-    )
-
-
-def print_summary(summary: dict) -> None:
-    fit_on = summary.get("fit_on", "train")
-    which = "final weights" if fit_on == "train+val" else "best checkpoint"
-    table = Table(title=f"{summary['model']}: {which} (epoch {summary['best_epoch']}), fit on {fit_on}")
-    for column in ("split", "faces", "bin accuracy", "MAE (years)"):
-        table.add_column(column, justify="right")
-    for split in ("train", "val", "test"):
-        if f"{split}_n" not in summary:  # a train+val run has no unseen validation faces
-            continue
-        table.add_row(
-            split, str(summary[f"{split}_n"]), f"{summary[f'{split}_acc']:.1%}", f"{summary[f'{split}_mae']:.2f}"
-        )
-    console.print(table)
-    bands = Table(title="test errors by true age band (bias > 0: aged up)")
-    for column in ("band", "faces", "MAE", "bias"):
-        bands.add_column(column, justify="right")
-    for row in summary["test_bands"]:
-        mae = "-" if row["mae"] is None else f"{row['mae']:.2f}"
-        bias = "-" if row["bias"] is None else f"{row['bias']:+.2f}"
-        bands.add_row(row["band"], str(row["n"]), mae, bias)
-    console.print(bands)
-    console.print(f"{summary['parameters']:,} parameters, {summary['train_minutes']:.1f} min of training")
-
-
-def _print_detections(results: dict, out: Path) -> None:
-    table = Table(title="faces found")
-    for column in ("image", "faces", "face", "box (x1, y1, x2, y2)", "score"):
-        table.add_column(column)
-    for name, result in results.items():
-        if "error" in result:
-            table.add_row(name, "-", "", f"[red]{result['error']}[/]", "")
-            continue
-        faces = result["faces"]
-        if not faces:
-            table.add_row(name, "0", "", "no face", "")
-        for i, face in enumerate(faces):
-            box = ", ".join(f"{v:.0f}" for v in face["box"])
-            table.add_row(
-                name if i == 0 else "", str(len(faces)) if i == 0 else "", str(i), box, f"{face['score']:.3f}"
-            )
-    console.print(table)
-    console.print(f"wrote annotated images and {out / 'detections.json'}")
-    if any("error" in r for r in results.values()):
-        raise typer.Exit(2)
 
 
 def run() -> None:

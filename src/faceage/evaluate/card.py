@@ -7,6 +7,7 @@ peer's measurement; nothing is typed in by hand.
 from __future__ import annotations
 
 from faceage.errors import FaceageError
+from faceage.evaluate.formatting import accuracy_cell, mae_cell
 from faceage.evaluate.formatting import num as _num
 from faceage.evaluate.formatting import pct as _pct
 from faceage.onnxfile import ModelMetadata
@@ -137,8 +138,7 @@ def model_card(
         h = m["headline"]
         lines.append(
             f"| {label} | {m['counts']['images']:,} | {_pct(m['counts']['failure_to_process'])} | "
-            f"{_pct(h['acc'])} ({_pct(h['acc_ci'][0])}-{_pct(h['acc_ci'][1])}) | {_pct(h['adjacent_acc'])} | "
-            f"{_num(h['mae'])} ({_num(h['mae_ci'][0])}-{_num(h['mae_ci'][1])}) | {_num(h['median_ae'])} | "
+            f"{accuracy_cell(h)} | {_pct(h['adjacent_acc'])} | {mae_cell(h)} | {_num(h['median_ae'])} | "
             f"{_pct(h['cs5'])} | {_pct(h.get('interval_coverage'))} |"
         )
     if peer:

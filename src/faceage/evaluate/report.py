@@ -31,6 +31,7 @@ from faceage import __version__  # noqa: E402
 from faceage.data.manifest import MANIFEST, atomic_write_text  # noqa: E402
 from faceage.errors import FaceageError  # noqa: E402
 from faceage.evaluate.evaluation import Evaluation, load_evaluation  # noqa: E402
+from faceage.evaluate.formatting import accuracy_cell, mae_cell  # noqa: E402
 from faceage.evaluate.formatting import num as _num  # noqa: E402
 from faceage.evaluate.formatting import pct as _pct  # noqa: E402
 
@@ -244,9 +245,9 @@ def summary_row(evaluation: Evaluation) -> dict:
         "name": _name(evaluation),
         "source": m["data"]["source"],
         "faces": head["n"],
-        "acc": f"{_pct(head['acc'])} ({_pct(head['acc_ci'][0])}-{_pct(head['acc_ci'][1])})",
+        "acc": accuracy_cell(head),
         "adjacent": _pct(head["adjacent_acc"]),
-        "mae": f"{_num(head['mae'])} ({_num(head['mae_ci'][0])}-{_num(head['mae_ci'][1])})",
+        "mae": mae_cell(head),
         "median": _num(head["median_ae"]),
         "cs5": _pct(head["cs5"]),
         "signed": _num(head["mean_signed"], "+.2f"),
