@@ -17,7 +17,8 @@ from pathlib import Path
 
 import readme
 from faceage.check import Calibration, calibration_path, screening_rates
-from faceage.evaluate.evaluation import evaluate, resolve_model, samples_from_data_dir
+from faceage.evaluate.evaluation import evaluate, samples_from_data_dir
+from faceage.model_source import onnx_file
 from readme import publish
 
 CURVE = {18: [18, 21, 23, 25, 28, 30, 33, 35, 38.5, 40], 21: [21, 23, 25, 28, 30, 33.5, 35, 38, 40]}
@@ -29,12 +30,12 @@ def main() -> None:
     parser.add_argument("--model", default="default")
     parser.add_argument("--no-readme", action="store_true")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        model_path = resolve_model(args.model, Path(tmp))
-        result = evaluate(model_path, samples_from_data_dir(args.data, "test"), Path(tmp) / "eval", n_resamples=10)
+    with tempfile.TemporaryDirectory() as tmp, onnx_file(args.model) as model_path:
+        result = evaluate(model_path, samples_from_data_dir(args.data, "test"), Path(tmp) / "eval", n_resamples=10,
+                          label=args.model)  # fmt: skip
+        calibration = Calibration.load(calibration_path(model_path))
     done = result.predictions[result.predictions["status"] == "ok"]
     truth, estimate = done["age"].to_numpy(float), done["age_pred"].to_numpy(float)
-    calibration = Calibration.load(calibration_path(model_path))
     lines = [
         f"`python benchmarks/check.py`: `{result.metrics['model']['name']}` on the UTKFace test split "
         f"({len(truth):,} faces; minors = the five years below the minimum age; {readme.machine()}). A person "

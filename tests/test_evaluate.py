@@ -17,11 +17,11 @@ from faceage.evaluate.card import model_card
 from faceage.evaluate.evaluation import (
     evaluate,
     load_evaluation,
-    resolve_model,
     samples_from_data_dir,
     samples_from_labelled,
 )
 from faceage.evaluate.report import build_report
+from faceage.model_source import onnx_file
 from faceage.onnxfile import ModelFile
 from faceage.weights import DEFAULT_MODEL
 
@@ -116,18 +116,22 @@ def test_sources_and_models_that_cannot_be_used(tmp_path, prepared_subset):
         samples_from_labelled(prepared_subset)
     with pytest.raises(FaceageError, match="unknown split"):
         samples_from_data_dir(prepared_subset, "holdout")
-    with pytest.raises(FaceageError, match="no such model"):
-        resolve_model(tmp_path / "missing.onnx", tmp_path)
+    with pytest.raises(FaceageError, match="no such model"), onnx_file(tmp_path / "missing.onnx"):
+        pass
     (tmp_path / "weights.bin").write_bytes(b"x")
-    with pytest.raises(FaceageError, match="not an ONNX model"):
-        resolve_model(tmp_path / "weights.bin", tmp_path)
+    with pytest.raises(FaceageError, match="not an ONNX model"), onnx_file(tmp_path / "weights.bin"):
+        pass
 
 
 def test_a_training_run_is_exported_and_evaluated(tiny_run, utk_faces, tmp_path):
     csv = tmp_path / "labels.csv"
     pd.DataFrame([{"path": str(p), "age": a} for p, a in utk_faces[:4]]).to_csv(csv, index=False)
-    result = evaluate(tiny_run, samples_from_labelled(csv), tmp_path / "out", n_resamples=20)
-    assert result.metrics["model"]["architecture"] == "transfer"
+    with pytest.raises(FaceageError, match="evaluation measures ONNX files: export it"):
+        evaluate(tiny_run, samples_from_labelled(csv), tmp_path / "out", n_resamples=20)
+    with onnx_file(tiny_run) as exported:
+        result = evaluate(exported, samples_from_labelled(csv), tmp_path / "out", n_resamples=20, label=str(tiny_run))
+    assert result.metrics["model"]["architecture"] == "transfer" and result.metrics["model"]["path"] == str(tiny_run)
+    assert not exported.exists()  # the export lived for the with block only
 
 
 def test_evaluate_command_prints_the_summary(labelled_folder, tmp_path):

@@ -310,3 +310,19 @@ def build_calibration(model: str, source: str, truth: np.ndarray, estimate: np.n
         bands=band_error_quantiles(truth, estimate, by="truth"),
         bands_by_estimate=band_error_quantiles(truth, estimate, by="estimate"),
     )
+
+
+def calibrate_model(model: Path, data_dir: Path, split: str, min_ages, max_minor_pass: float) -> Calibration:
+    """``faceage calibrate``: the ONNX ``model`` measured on a split of the prepared ``data_dir`` (never the test
+    split one reports), and the lowest challenge age per minimum age whose share of minors passed is at most
+    ``max_minor_pass``."""
+    import tempfile
+
+    from faceage.evaluate.evaluation import evaluate, samples_from_data_dir
+
+    with tempfile.TemporaryDirectory() as folder:
+        result = evaluate(model, samples_from_data_dir(data_dir, split), Path(folder) / "eval", n_resamples=10)
+    done = result.predictions[result.predictions["status"] == "ok"]
+    metrics = result.metrics
+    return build_calibration(metrics["model"]["name"], metrics["data"]["source"], done["age"].to_numpy(),
+                             done["age_pred"].to_numpy(), min_ages, max_minor_pass)  # fmt: skip

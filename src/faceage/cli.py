@@ -525,17 +525,17 @@ def evaluate(
     from faceage.data.manifest import MANIFEST
     from faceage.evaluate.evaluation import evaluate as run_evaluation
     from faceage.evaluate.evaluation import samples_from_data_dir, samples_from_labelled
+    from faceage.model_source import onnx_file
     from faceage.presentation import show_evaluation
 
     if (data / MANIFEST).is_file():
         samples = samples_from_data_dir(data, split, photos=photos)
     else:
         samples = samples_from_labelled(data)
-    with _progress() as bar:
+    with _progress() as bar, onnx_file(model) as path:
         task = bar.add_task("evaluate", total=len(samples.frame))
-        result = run_evaluation(
-            model, samples, out, bins=bins, seed=seed, progress=lambda done, total: bar.update(task, completed=done)
-        )
+        result = run_evaluation(path, samples, out, bins=bins, seed=seed, label=model,
+                                progress=lambda done, total: bar.update(task, completed=done))  # fmt: skip
     show_evaluation(console, result.metrics)
     console.print(f"wrote {result.metrics_path} and {result.predictions_path}")
 
@@ -568,31 +568,11 @@ def card(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Markdown file (else printed).")] = None,
 ) -> None:
     """A model card (Markdown) from measurements: uses, limits, data and licence, errors by band and group."""
-    import tempfile
+    from faceage.evaluate.card import card_from_measurements
+    from faceage.model_source import onnx_file
 
-    from faceage.evaluate.card import model_card
-    from faceage.evaluate.evaluation import evaluate as run_evaluation
-    from faceage.evaluate.evaluation import load_evaluation, resolve_model, samples_from_data_dir
-    from faceage.onnxfile import ModelFile
-
-    if not evaluation and data is None:
-        raise FaceageError("give --evaluation DIR (from 'faceage evaluate') or --data DATA_DIR to measure the model")
-    with tempfile.TemporaryDirectory() as tmp:
-        model_path = resolve_model(model, Path(tmp))
-        metadata = ModelFile.load(model_path).metadata
-        measured = {}
-        for folder in evaluation or []:
-            result = load_evaluation(folder)
-            measured[f"{result.metrics['data']['source']}"] = result.metrics
-        data_meta = None
-        if data is not None:
-            from faceage.data.manifest import load_meta
-
-            data_meta = load_meta(data)
-            for split in ("val", "test"):
-                result = run_evaluation(model_path, samples_from_data_dir(data, split), Path(tmp) / split)
-                measured[result.metrics["data"]["source"]] = result.metrics
-    text = model_card(metadata, measured, data_meta=data_meta)
+    with onnx_file(model) as path:
+        text = card_from_measurements(path, evaluation or [], data)
     if out is None:
         console.print(text, markup=False, highlight=False)
     else:
@@ -785,28 +765,18 @@ def calibrate(
     ] = None,  # fmt: skip
 ) -> None:
     """Pick the lowest challenge age whose measured share of minors passed is at most --max-minor-pass."""
-    import tempfile
-
-    from faceage.check import build_calibration, calibration_path
+    from faceage.check import calibrate_model, calibration_path
     from faceage.data.manifest import atomic_write_text
-    from faceage.evaluate.evaluation import evaluate as run_evaluation
-    from faceage.evaluate.evaluation import resolve_model, samples_from_data_dir
-
-    ages = min_age or [18.0, 21.0]
-    with tempfile.TemporaryDirectory() as tmp:
-        model_path = resolve_model(model, Path(tmp))
-        if out is None and Path(tmp) in model_path.parents:
-            raise FaceageError("a training run has no ONNX file to sit beside; give --out for the calibration")
-        result = run_evaluation(model_path, samples_from_data_dir(data, split), Path(tmp) / "eval", n_resamples=10)
-    done = result.predictions[result.predictions["status"] == "ok"]
-    truth, estimate = done["age"].to_numpy(), done["age_pred"].to_numpy()
-    metrics = result.metrics
-    calibration = build_calibration(metrics["model"]["name"], metrics["data"]["source"], truth, estimate, ages,
-                                    max_minor_pass)  # fmt: skip
-    target = out or calibration_path(model_path)
-    atomic_write_text(target, calibration.to_json())
+    from faceage.model_source import is_training_run, onnx_file
     from faceage.presentation import calibration_table
+    from faceage.weights import model_path
 
+    if out is None and is_training_run(model_path(model)):
+        raise FaceageError("a training run has no ONNX file to sit beside; give --out for the calibration")
+    with onnx_file(model) as path:
+        calibration = calibrate_model(path, data, split, min_age or [18.0, 21.0], max_minor_pass)
+    target = out or calibration_path(path)
+    atomic_write_text(target, calibration.to_json())
     console.print(calibration_table(calibration, max_minor_pass, split))
     console.print(f"wrote {target}")
 

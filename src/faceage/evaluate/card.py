@@ -6,6 +6,8 @@ peer's measurement; nothing is typed in by hand.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from faceage.errors import FaceageError
 from faceage.evaluate.formatting import accuracy_cell, mae_cell
 from faceage.evaluate.formatting import num as _num
@@ -213,3 +215,30 @@ def failure_modes(metrics: dict) -> list[str]:
         "everyday photos is likely higher than the figures above."
     )
     return lines
+
+
+def card_from_measurements(model: Path, evaluations: list[Path], data_dir: Path | None = None) -> str:
+    """``faceage card``: the card of the ONNX ``model`` from evaluation folders (``faceage evaluate``) and/or a
+    prepared data folder measured now (its val and test splits)."""
+    import tempfile
+
+    from faceage.evaluate.evaluation import evaluate, load_evaluation, samples_from_data_dir
+    from faceage.onnxfile import ModelFile
+
+    if not evaluations and data_dir is None:
+        raise FaceageError("give --evaluation DIR (from 'faceage evaluate') or --data DATA_DIR to measure the model")
+    metadata = ModelFile.load(model).metadata
+    measured = {}
+    for folder in evaluations:
+        result = load_evaluation(folder)
+        measured[f"{result.metrics['data']['source']}"] = result.metrics
+    data_meta = None
+    if data_dir is not None:
+        from faceage.data.manifest import load_meta
+
+        data_meta = load_meta(data_dir)
+        with tempfile.TemporaryDirectory() as folder:
+            for split in ("val", "test"):
+                result = evaluate(model, samples_from_data_dir(data_dir, split), Path(folder) / split)
+                measured[result.metrics["data"]["source"]] = result.metrics
+    return model_card(metadata, measured, data_meta=data_meta)

@@ -10,7 +10,6 @@ in the "all images" variant of the headline figures.
 from __future__ import annotations
 
 import json
-import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,28 +58,6 @@ class Evaluation:
 
 
 # ---------------------------------------------------------------------------------------------------------- model
-
-
-def resolve_model(model: str | Path | None, workdir: Path) -> Path:
-    """An ONNX file to evaluate: a shipped model (None or "default", "fast"), an exported ONNX file, or a training
-    run folder / checkpoint, exported on the fly into ``workdir`` (needs the training extra)."""
-    path = model_path(model)
-    if not path.exists():
-        raise FaceageError(f"{path}: no such model; give an ONNX file, a run folder, a .ckpt, 'default' or 'fast'")
-    if path.is_file() and path.suffix == ".onnx":
-        return path
-    if path.is_dir() or path.suffix == ".ckpt":
-        try:
-            from faceage.train.export import export_onnx
-        except ImportError:
-            raise FaceageError(
-                f"{path} is a training run; evaluating it needs torch: pip install 'faceage[train]' "
-                "(or export it elsewhere with 'faceage export' and evaluate the ONNX file)"
-            ) from None
-        exported = workdir / "model.onnx"
-        export_onnx(path, exported)
-        return exported
-    raise FaceageError(f"{path}: not an ONNX model, a run folder or a .ckpt checkpoint")
 
 
 # -------------------------------------------------------------------------------------------------------- samples
@@ -355,23 +332,29 @@ def evaluate(
     seed: int = 0,
     n_resamples: int = 1000,
     progress: Callable[[int, int], None] | None = None,
+    label: str | None = None,
 ) -> Evaluation:
-    """Run ``model`` on ``samples`` and write ``out``/predictions.csv and ``out``/metrics.json."""
+    """Run the ONNX ``model`` (a file, or a shipped model's name; a training run is exported first by
+    :func:`faceage.model_source.onnx_file`) on ``samples`` and write ``out``/predictions.csv and
+    ``out``/metrics.json. ``label``: what the user named the model (default: ``model`` itself)."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise FaceageError(f"{out} is a file; give a folder for the evaluation's outputs")
+    path = model_path(model)
+    if path.is_dir() or path.suffix == ".ckpt":
+        raise FaceageError(f"{path} is a training run; evaluation measures ONNX files: export it with 'faceage export "
+                           "RUN --out model.onnx' (the faceage evaluate command does so itself)")  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as workdir:
-        model_path = resolve_model(model, Path(workdir))
-        estimator = AgeEstimator(model=model_path, bins=bins)
-        fit_on = estimator.model.metadata.fit_on
-        if samples.split not in (None, "train") and samples.split in fit_on.split("+"):  # train: to see the fit
-            raise FaceageError(f"{model or 'default'} learnt from the {samples.split} split (fit on {fit_on}): its "
-                               "figures there would not measure it; evaluate it on the test split, and calibrate "
-                               "a train-only model of the same recipe instead")  # fmt: skip
-        predictions = predictions_frame(samples, _predict_rows(estimator, samples, progress), estimator.bins)
+    label = label or str(model or "default")
+    estimator = AgeEstimator(model=path, bins=bins)
+    fit_on = estimator.model.metadata.fit_on
+    if samples.split not in (None, "train") and samples.split in fit_on.split("+"):  # train: to see the fit
+        raise FaceageError(f"{label} learnt from the {samples.split} split (fit on {fit_on}): its figures there "
+                           "would not measure it; evaluate it on the test split, and calibrate a train-only model "
+                           "of the same recipe instead")  # fmt: skip
+    predictions = predictions_frame(samples, _predict_rows(estimator, samples, progress), estimator.bins)
     metrics = {
-        "model": {"name": estimator.name, "path": str(model or "default"), **_model_summary(estimator)},
+        "model": {"name": estimator.name, "path": label, **_model_summary(estimator)},
         "data": {
             "source": samples.description,
             "data_dir": str(samples.data_dir) if samples.data_dir else None,
