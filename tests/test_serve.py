@@ -368,7 +368,7 @@ def test_idle_and_half_open_connections_are_closed_and_bounded(bounded_server):
 
 
 def test_loopback_hosts_and_their_urls():
-    from faceage.cli import is_loopback, service_url
+    from faceage.serve.launch import is_loopback, service_url
 
     assert is_loopback("127.0.0.2") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.5") and not is_loopback("example.org")

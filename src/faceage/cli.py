@@ -606,80 +606,11 @@ def serve(
     max_connections: Annotated[int, typer.Option(help="Open connections per worker; more get a 503.")] = 100,
 ) -> None:
     """The HTTP API (/v1/estimate, /docs) and a web page at /. Uploads stay in memory and are never stored."""
-    import os
-    import socket
+    from faceage.serve.launch import ServeOptions, run_service
 
-    try:
-        import uvicorn
-
-        from faceage.serve.app import ENVIRONMENT
-    except ImportError:
-        raise FaceageError("the service needs its extra: pip install 'faceage[serve]'") from None
-    if workers < 1:
-        raise FaceageError(f"--workers must be at least 1, got {workers}")
-    if not 1 <= port <= 65535:
-        raise FaceageError(f"--port must be between 1 and 65535, got {port}")
-    if not max_upload_mb > 0:
-        raise FaceageError(f"--max-upload-mb must be a positive number of megabytes, got {max_upload_mb}")
-    if max_batch < 1:
-        raise FaceageError(f"--max-batch must be at least 1, got {max_batch}")
-    for name, seconds in (("--header-timeout", header_timeout), ("--body-timeout", body_timeout),
-                          ("--keep-alive", keep_alive)):  # fmt: skip
-        if not 0 < seconds <= 3600:
-            raise FaceageError(f"{name} must be between 0 and 3600 seconds, got {seconds}")
-    if max_connections < 1:
-        raise FaceageError(f"--max-connections must be at least 1, got {max_connections}")
-    loopback = is_loopback(host)
-    from faceage.serve.app import LOOPBACK_HOSTS
-
-    hosts = list(allowed_host or LOOPBACK_HOSTS) + ([] if allowed_host or loopback else [host])
-    if model is not None:
-        from faceage.onnxfile import ModelFile
-        from faceage.weights import model_path
-
-        model = model_path(model).resolve()  # a shipped model's name → its file
-        ModelFile.load(model)  # a bad model is refused here, not in each worker
-    os.environ[ENVIRONMENT["max_upload_bytes"]] = str(int(max_upload_mb * 1024 * 1024))
-    os.environ[ENVIRONMENT["max_batch"]] = str(max_batch)
-    if model is not None:
-        os.environ[ENVIRONMENT["model"]] = str(model)
-    os.environ[ENVIRONMENT["allowed_hosts"]] = ",".join(hosts)
-    os.environ[ENVIRONMENT["body_timeout"]] = str(body_timeout)
-    from faceage.serve import protocol
-
-    os.environ[protocol.ENVIRONMENT["header_timeout"]] = str(header_timeout)
-    os.environ[protocol.ENVIRONMENT["max_connections"]] = str(max_connections)
-    protocol.BoundedH11Protocol.header_timeout = header_timeout  # this process too (one worker runs in it)
-    protocol.BoundedH11Protocol.max_connections = max_connections
-    try:  # the address must be free and ours to take before "serving on" is printed
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        with socket.socket(family, socket.SOCK_STREAM) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            probe.bind((host, port))
-    except (OSError, OverflowError) as exc:
-        raise FaceageError(f"cannot listen on {host} port {port} ({getattr(exc, 'strerror', None) or exc}); choose "
-                           "another --port or --host") from None  # fmt: skip
-    if not loopback:
-        err_console.print(f"[bold yellow]note:[/] binding to {host}: the service is reachable from other machines "
-                          f"(answering to the hosts {', '.join(hosts)}; --allowed-host adds names)")  # fmt: skip
-    err_console.print(f"faceage serving on {service_url(host, port)} (API docs at /docs); Ctrl-C stops it")
-    uvicorn.run("faceage.serve.app:app_from_environment", factory=True, host=host, port=port, workers=workers,
-                log_level="warning", http=protocol.BoundedH11Protocol, timeout_keep_alive=keep_alive)  # fmt: skip
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` is reachable from this machine only (localhost, 127.0.0.0/8, ::1)."""
-    import ipaddress
-
-    try:
-        return host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:  # a name: it may resolve to anything
-        return False
-
-
-def service_url(host: str, port: int) -> str:
-    """The address to open in a browser: IPv6 literals in brackets."""
-    return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
+    options = ServeOptions(host, port, workers, model, max_upload_mb, max_batch, tuple(allowed_host or ()),
+                           header_timeout, body_timeout, keep_alive, max_connections)  # fmt: skip
+    run_service(options, err_console.print)
 
 
 def _default_screening_help() -> str:

@@ -29,6 +29,7 @@ from faceage import __version__
 from faceage.errors import FaceageError, ImageError, UnsupportedImageError
 from faceage.images import DEFAULT_MAX_PIXELS, load_rgb, probe
 from faceage.infer.estimator import AgeEstimator
+from faceage.serve.launch import LOOPBACK_HOSTS
 from faceage.weights import card_path
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -36,7 +37,6 @@ DEFAULT_MAX_UPLOAD = 10 * 1024 * 1024
 DEFAULT_MAX_BATCH = 16
 FORM_OVERHEAD = 64 * 1024  # room for the multipart headers and text fields around the photo bytes
 DRAIN_LIMIT = 64 * 1024 * 1024  # the most of an oversized body read (and dropped) so that the client sees its 413
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 @dataclass(frozen=True)
