@@ -326,3 +326,67 @@ def calibrate_model(model: Path, data_dir: Path, split: str, min_ages, max_minor
     metrics = result.metrics
     return build_calibration(metrics["model"]["name"], metrics["data"]["source"], done["age"].to_numpy(),
                              done["age_pred"].to_numpy(), min_ages, max_minor_pass)  # fmt: skip
+
+
+def screening_help() -> str:
+    """The shipped model's calibrated challenge ages and their measured rates, for ``faceage check --help``."""
+    from faceage.weights import DEFAULT_MODEL
+
+    try:
+        screening = json.loads(calibration_path(DEFAULT_MODEL).read_text())["screening"]
+    except (OSError, ValueError, KeyError):
+        return "No calibrated defaults ship with this install: pass --challenge."
+    parts = [
+        f"min age {key}: challenge {r['challenge']:g} (measured on UTKFace val: {r['minors_passed']:.1%} of "
+        f"{r['minor_ages']} year olds passed, {r['adults_referred']:.1%} of adults referred)"
+        for key, r in screening.items()
+    ]
+    return "Calibrated defaults of the shipped model: " + "; ".join(parts) + "."
+
+
+@dataclass(frozen=True)
+class CheckRun:
+    """``faceage check`` over many photos: each photo's decision (as :meth:`Decision.to_dict`, or an ``error``
+    outcome for a photo that could not be read), the challenge age used, and how many could not be read."""
+
+    results: list[tuple[str, dict]]
+    challenge: float
+    unreadable: int
+
+
+def check_photos(photos: list[str], min_age: float, challenge: float | None, multiple_faces: str,
+                 model: str | Path | None = None) -> CheckRun:  # fmt: skip
+    """Decide each photo with the policy (the challenge age defaults to the model's calibrated one for ``min_age``);
+    a photo that cannot be read is an ``error`` result and the run goes on."""
+    from faceage.errors import ImageError
+    from faceage.infer.estimator import AgeEstimator
+
+    estimator = AgeEstimator(model=model)
+    if challenge is None:
+        challenge = Calibration.load(calibration_path(estimator.model.path)).challenge_for(min_age)["challenge"]
+    policy = Policy(min_age=min_age, challenge=challenge, multiple_faces=multiple_faces)
+    results, unreadable = [], 0
+    for photo in photos:
+        try:
+            result = decide(estimator.predict(photo), policy).to_dict()
+        except ImageError as exc:
+            unreadable += 1
+            result = {"outcome": "error", "reason": str(exc), "faces": 0, "age": None, "age_low": None,
+                      "age_high": None, "policy": None}  # fmt: skip
+        results.append((str(photo), result))
+    return CheckRun(results, challenge, unreadable)
+
+
+def judged_face(photo: Path, model: str | Path | None, note=print) -> tuple[Face, Calibration]:
+    """The largest face in ``photo`` and the calibration (measured errors) of the model that estimated it, for the
+    one-photo judgements (gap, recency); ``note`` is told when there were several faces."""
+    from faceage.infer.estimator import AgeEstimator
+
+    estimator = AgeEstimator(model=model)
+    calibration = Calibration.load(calibration_path(estimator.model.path))
+    faces = estimator.predict(photo)
+    if not faces:
+        raise FaceageError(f"{photo}: no face found; use a photo where the face is frontal, large and well lit")
+    if len(faces) > 1:
+        note(f"note: {len(faces)} faces in {photo}; judging the largest")
+    return faces[0], calibration

@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-import functools
 import sys
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
 from faceage import __version__
+from faceage.check import screening_help
+from faceage.console import console, err_console, friendly_errors, megabytes, progress_bar, run_guarded
 from faceage.errors import FaceageError
 
 app = typer.Typer(
@@ -28,7 +20,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
 
 
 class Engine(StrEnum):
@@ -37,42 +28,6 @@ class Engine(StrEnum):
 
 
 MODEL_HELP = "'fast' for the shipped single network, or an ONNX file from 'faceage export' (default: shipped default)."
-err_console = Console(stderr=True, soft_wrap=True)  # messages stay on one line: paths can be copied
-
-
-def friendly_errors(func):
-    """Turn FaceageError into a one-line message on stderr and an exit status: 2 when an input image could not be read
-    (ImageError), 1 for anything else (a bad option, a missing file or model); see the README's exit-status rule."""
-    from faceage.errors import ImageError
-
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        try:
-            return func(*args, **kwargs)
-        except FaceageError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}")
-            raise typer.Exit(2 if isinstance(exc, ImageError) else 1) from None
-
-    return wrapper
-
-
-def _megabytes(value: float) -> int:
-    """--max-file-mb as bytes, refused unless positive."""
-    if not value > 0:  # also NaN
-        raise FaceageError(f"--max-file-mb must be a positive number of megabytes, not {value}")
-    return int(value * 1_000_000)
-
-
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=err_console,
-        transient=False,
-    )
 
 
 @app.callback(invoke_without_command=True)
@@ -110,8 +65,8 @@ def prepare(
     if not bins.strip().startswith("quantile"):
         AgeBins.parse(bins)  # fail on a bad spec before any work
     fractions = parse_fractions(split)
-    config = PrepareConfig(crop_size=crop_size, min_score=min_score, max_file_bytes=_megabytes(max_file_mb))
-    with _progress() as bar:
+    config = PrepareConfig(crop_size=crop_size, min_score=min_score, max_file_bytes=megabytes(max_file_mb))
+    with progress_bar() as bar:
         task = bar.add_task("prepare", total=None)
         summary = run_prepare(
             sources,
@@ -123,18 +78,9 @@ def prepare(
             config=config,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
-    from faceage.presentation import prepare_table
+    from faceage.presentation import show_prepared
 
-    console.print(prepare_table(summary, out))
-    console.print("split: " + ", ".join(f"{k} {v}" for k, v in sorted(summary.split_counts.items())))
-    console.print(
-        f"{summary.processed_now} files processed in {summary.seconds:.1f} s "
-        f"({summary.images_per_second:.1f} images/s){f', {summary.resumed} resumed' if summary.resumed else ''}; "
-        f"no face detected in {summary.no_face_share:.2%} of named, readable images"
-    )
-    bad = summary.total - summary.status_counts.get("ok", 0)
-    if bad:
-        console.print(f"{bad} files not usable for training: see {out / 'quality.csv'}")
+    show_prepared(console, summary, out)
 
 
 @app.command()
@@ -210,28 +156,14 @@ def selftest(
     golden outputs (reference answers computed with the model as written) and compares, within 0.2 years."""
     import onnxruntime as ort
 
-    from faceage.infer.golden import AGE_TOLERANCE, check_golden, mismatch_cause
+    from faceage.infer.golden import check_golden
     from faceage.machine import cpu_info
-    from faceage.presentation import golden_table
+    from faceage.presentation import show_golden
 
     console.print(f"CPU: {cpu_info().describe()}; ONNX Runtime {ort.__version__}")
     reports = [check_golden(name, photos) for name in (model or ["default", "fast"])]
-    console.print(golden_table(reports))
-    for report in reports:
-        if report.not_here:
-            console.print(f"{report.model}: {len(report.not_here)} stored photo(s) not checked (not in --photos): "
-                          + ", ".join(report.not_here))  # fmt: skip
-        for image in report.images:
-            if not image.ok:
-                console.print(f"{report.model} · {image.image}: {image.problem}")
-    failed = [report for report in reports if not report.ok]
-    if failed:
-        for report in failed:
-            err_console.print(f"[bold red]{report.model} does not reproduce its reference answers on this machine:"
-                              f"[/] {mismatch_cause(report.path)}")  # fmt: skip
+    if not show_golden(console, err_console, reports):
         raise typer.Exit(1)
-    console.print(f"this machine reproduces every stored answer within {AGE_TOLERANCE} years: the figures measured "
-                  "with these files hold here")  # fmt: skip
 
 
 @app.command()
@@ -363,24 +295,9 @@ def export(
     report = export_model(runs, out, name=name, float16_weights=float16_weights, flip=flip,
                           int8_data=calibration_data, int8_faces=calibration_faces,
                           offset_data=age_offset_data)  # fmt: skip
-    console.print(f"parity with PyTorch on 8 random inputs: max abs difference {report.parity:.2e}")
-    if (change := report.quantization) is not None:
-        console.print(
-            f"int8 vs float on {change.faces} validation faces: estimates move by {change.mean_age_change:.2f} years "
-            f"on average (at most {change.max_age_change:.2f}; {change.mean_signed_change:+.2f} on balance); top "
-            f"class unchanged for {change.same_top_class:.1%}"
-        )
-    if (kernels := report.kernels) is not None:
-        console.print(
-            f"int8 file run by this CPU vs computed as written: {kernels.mean_change:.4f} years on average (99% within "
-            f"{kernels.p99_change:.4f}): float arithmetic, the same answer on every CPU"
-        )
-    if (offset := report.offset) is not None:
-        console.print(f"age offset {offset.years:+.2f} years, measured on {offset.faces} faces of {offset.source}: "
-                      f"MAE there {offset.mae_before:.3f} -> {offset.mae_after:.3f}")  # fmt: skip
-    meta = report.metadata
-    console.print(f"golden outputs stored for {report.golden_faces} faces ('faceage selftest --model {out}')")
-    console.print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): {meta.model}, bins {meta.bins}")
+    from faceage.presentation import show_export
+
+    show_export(console, report, out)
 
 
 @app.command()
@@ -430,7 +347,7 @@ def predict(
     from faceage.infer.predict import RowWriter, check_annotate_dir, predict_paths, summarize
 
     settings = {"model": str(model) if model else None, "bins": bins, "cropped": cropped, "min_face": min_face,
-                "max_bytes": _megabytes(max_file_mb)}  # fmt: skip
+                "max_bytes": megabytes(max_file_mb)}  # fmt: skip
     if engine is Engine.ray:
         from faceage.infer import batch
 
@@ -465,7 +382,7 @@ def predict(
 
     interrupted = False
     try:
-        with _progress() as bar:
+        with progress_bar() as bar:
             task = bar.add_task("predict", total=None)
             if engine is Engine.ray:
                 found = batch.predict_rows(inputs, options, progress=update, notes=notes, **settings)
@@ -532,7 +449,7 @@ def evaluate(
         samples = samples_from_data_dir(data, split, photos=photos)
     else:
         samples = samples_from_labelled(data)
-    with _progress() as bar, onnx_file(model) as path:
+    with progress_bar() as bar, onnx_file(model) as path:
         task = bar.add_task("evaluate", total=len(samples.frame))
         result = run_evaluation(path, samples, out, bins=bins, seed=seed, label=model,
                                 progress=lambda done, total: bar.update(task, completed=done))  # fmt: skip
@@ -613,26 +530,8 @@ def serve(
     run_service(options, err_console.print)
 
 
-def _default_screening_help() -> str:
-    """The shipped model's calibrated challenge ages and their measured rates, for --help."""
-    import json
-
-    from faceage.weights import DEFAULT_MODEL, calibration_path
-
-    try:
-        screening = json.loads(calibration_path(DEFAULT_MODEL).read_text())["screening"]
-    except (OSError, ValueError, KeyError):
-        return "No calibrated defaults ship with this install: pass --challenge."
-    parts = [
-        f"min age {key}: challenge {r['challenge']:g} (measured on UTKFace val: {r['minors_passed']:.1%} of "
-        f"{r['minor_ages']} year olds passed, {r['adults_referred']:.1%} of adults referred)"
-        for key, r in screening.items()
-    ]
-    return "Calibrated defaults of the shipped model: " + "; ".join(parts) + "."
-
-
 @app.command(help="Age check of each photo: pass (estimated at or above the challenge age), refer (ask for ID), "
-             "no_face or multiple_faces. " + _default_screening_help())  # fmt: skip
+             "no_face or multiple_faces. " + screening_help())  # fmt: skip
 @friendly_errors
 def check(
     photos: Annotated[list[Path], typer.Argument(help="Photos, or folders (searched recursively as by predict).")],
@@ -651,35 +550,19 @@ def check(
 ) -> None:
     import json
 
-    from faceage.check import Calibration, Policy, calibration_path, decide
-    from faceage.errors import ImageError
-    from faceage.infer.estimator import AgeEstimator
+    from faceage.check import check_photos
     from faceage.infer.inputs import expand_inputs
+    from faceage.presentation import check_table
 
     photos = expand_inputs([str(photo) for photo in photos])
-    estimator = AgeEstimator(model=model)
-    if challenge is None:
-        challenge = Calibration.load(calibration_path(estimator.model.path)).challenge_for(min_age)["challenge"]
-    policy = Policy(min_age=min_age, challenge=challenge, multiple_faces=multiple_faces)
-    judged: list[tuple[str, dict]] = []
-    unreadable = 0
-    for photo in photos:
-        try:
-            result = decide(estimator.predict(photo), policy).to_dict()
-        except ImageError as exc:
-            unreadable += 1
-            result = {"outcome": "error", "reason": str(exc), "faces": 0, "age": None, "age_low": None,
-                      "age_high": None, "policy": None}  # fmt: skip
-        if as_json:
-            sys.stdout.write(json.dumps({"photo": str(photo), **result}) + "\n")
-        else:
-            judged.append((str(photo), result))
-    if not as_json:
-        from faceage.presentation import check_table
-
-        console.print(check_table(min_age, challenge, judged))
-    if unreadable:
-        err_console.print(f"{unreadable} of {len(photos)} photos could not be read")
+    run = check_photos(photos, min_age, challenge, multiple_faces, model)
+    if as_json:
+        for photo, result in run.results:
+            sys.stdout.write(json.dumps({"photo": photo, **result}) + "\n")
+    else:
+        console.print(check_table(min_age, run.challenge, run.results))
+    if run.unreadable:
+        err_console.print(f"{run.unreadable} of {len(photos)} photos could not be read")
         raise typer.Exit(2)
 
 
@@ -712,21 +595,6 @@ def calibrate(
     console.print(f"wrote {target}")
 
 
-def _judged_face(photo: Path, model: Path | None):
-    """The largest face in ``photo`` and the calibration (measured errors) of the model that estimated it."""
-    from faceage.check import Calibration, calibration_path
-    from faceage.infer.estimator import AgeEstimator
-
-    estimator = AgeEstimator(model=model)
-    calibration = Calibration.load(calibration_path(estimator.model.path))
-    faces = estimator.predict(photo)
-    if not faces:
-        raise FaceageError(f"{photo}: no face found; use a photo where the face is frontal, large and well lit")
-    if len(faces) > 1:
-        err_console.print(f"note: {len(faces)} faces in {photo}; judging the largest")
-    return faces[0], calibration
-
-
 @app.command()
 @friendly_errors
 def gap(
@@ -738,10 +606,10 @@ def gap(
     """Apparent age minus stated age, and whether it is beyond the model's usual error. Not a medical test."""
     import json
 
-    from faceage.check import apparent_age_gap, check_age
+    from faceage.check import apparent_age_gap, check_age, judged_face
 
     check_age(age, "--age")
-    face, calibration = _judged_face(photo, model)
+    face, calibration = judged_face(photo, model, err_console.print)
     result = apparent_age_gap(face, age, calibration)
     if as_json:
         console.print_json(json.dumps(result.to_dict()))
@@ -765,10 +633,10 @@ def recency(
     """Is the photo consistent with the claimed age? consistent / inconsistent / uncertain, from measured errors."""
     import json
 
-    from faceage.check import check_age, photo_recency
+    from faceage.check import check_age, judged_face, photo_recency
 
     check_age(claimed_age, "--claimed-age")
-    face, calibration = _judged_face(photo, model)
+    face, calibration = judged_face(photo, model, err_console.print)
     result = photo_recency(face, claimed_age, calibration, photo_year=photo_year)
     if as_json:
         console.print_json(json.dumps(result.to_dict()))
@@ -796,7 +664,7 @@ def groups(
     if out.suffix.lower() != ".csv":
         raise FaceageError(f"{out}: give a .csv file for --out")
     age_bins = AgeBins.parse(bins or ModelFile.load(model_path(model)).metadata.bins)
-    with _progress() as bar:
+    with progress_bar() as bar:
         task = bar.add_task("groups", total=None)
         update = lambda done, total: bar.update(task, completed=done, total=total)  # noqa: E731
         rows = list(predict_paths(inputs, model=str(model) if model else None, bins=bins, workers=workers,
@@ -814,38 +682,8 @@ def groups(
 
 
 def run() -> None:
-    """The console entry point: the typer app, and a message instead of a traceback when the output itself cannot be
-    written (standard output on a full disk or closed, a broken pipe)."""
-    import errno
-    import os
-
-    try:
-        app()
-    except OSError as exc:
-        if exc.errno not in (errno.ENOSPC, errno.EPIPE, errno.EBADF, errno.EIO):
-            raise
-        _quiet_stdout()
-        sys.stderr.write(f"error: the output could not be written ({os.strerror(exc.errno)})\n")
-        sys.exit(1)
-    except SystemExit as done:
-        try:  # what is still buffered goes out now, so that a failure is reported, not lost at exit
-            sys.stdout.flush()
-        except OSError as exc:
-            _quiet_stdout()
-            sys.stderr.write(f"error: the output could not be written ({os.strerror(exc.errno or 0)})\n")
-            sys.exit(1)
-        raise done
-
-
-def _quiet_stdout() -> None:
-    """Point standard output at /dev/null so that Python's flush at exit does not print a second error."""
-    import os
-
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):
-        pass
+    """The console entry point (``faceage``)."""
+    run_guarded(app)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -176,20 +176,69 @@ def groups_table(frame) -> Table:
     return table
 
 
-def prepare_table(summary, out: Path) -> Table:
-    """``faceage prepare``: files per status."""
+def show_prepared(console: Console, summary, out: Path) -> None:
+    """``faceage prepare``: files per status, the split, the speed, and where the unusable files are listed."""
     table = _table(f"prepared {summary.total} files into {out}", ("status", "files", "share"), "right")
     for status, n in sorted(summary.status_counts.items(), key=lambda kv: -kv[1]):
         table.add_row(status, str(n), pct(n / max(summary.total, 1)))
-    return table
+    console.print(table)
+    console.print("split: " + ", ".join(f"{k} {v}" for k, v in sorted(summary.split_counts.items())))
+    console.print(
+        f"{summary.processed_now} files processed in {summary.seconds:.1f} s "
+        f"({summary.images_per_second:.1f} images/s){f', {summary.resumed} resumed' if summary.resumed else ''}; "
+        f"no face detected in {summary.no_face_share:.2%} of named, readable images"
+    )
+    bad = summary.total - summary.status_counts.get("ok", 0)
+    if bad:
+        console.print(f"{bad} files not usable for training: see {out / 'quality.csv'}")
 
 
-def golden_table(reports: list) -> Table:
-    """``faceage selftest``: each model file's golden outputs reproduced on this machine, or not."""
+def show_golden(console: Console, err_console: Console, reports: list) -> bool:
+    """``faceage selftest``: each model file's golden outputs reproduced on this machine, or not, and why; True when
+    every one is."""
+    from faceage.infer.golden import AGE_TOLERANCE, mismatch_cause
+
     table = _table("golden outputs: this machine against the stored reference",
                    ("model file", "images", "faces", "largest age change", "verdict"))  # fmt: skip
     for report in reports:
         verdict = "reproduced" if report.ok else "[bold red]DIFFERENT[/]"
         table.add_row(report.path.name, str(len(report.images)), str(report.faces), f"{report.age_change:.3f} years",
                       verdict)  # fmt: skip
-    return table
+    console.print(table)
+    for report in reports:
+        if report.not_here:
+            console.print(f"{report.model}: {len(report.not_here)} stored photo(s) not checked (not in --photos): "
+                          + ", ".join(report.not_here))  # fmt: skip
+        for image in report.images:
+            if not image.ok:
+                console.print(f"{report.model} · {image.image}: {image.problem}")
+    failed = [report for report in reports if not report.ok]
+    for report in failed:
+        err_console.print(f"[bold red]{report.model} does not reproduce its reference answers on this machine:"
+                          f"[/] {mismatch_cause(report.path)}")  # fmt: skip
+    if not failed:
+        console.print(f"this machine reproduces every stored answer within {AGE_TOLERANCE} years: the figures "
+                      "measured with these files hold here")  # fmt: skip
+    return not failed
+
+
+def show_export(console: Console, report, out: Path) -> None:
+    """``faceage export``: parity with torch, the int8 change, the kernels' agreement, the age offset, the file."""
+    console.print(f"parity with PyTorch on 8 random inputs: max abs difference {report.parity:.2e}")
+    if (change := report.quantization) is not None:
+        console.print(
+            f"int8 vs float on {change.faces} validation faces: estimates move by {change.mean_age_change:.2f} years "
+            f"on average (at most {change.max_age_change:.2f}; {change.mean_signed_change:+.2f} on balance); top "
+            f"class unchanged for {change.same_top_class:.1%}"
+        )
+    if (kernels := report.kernels) is not None:
+        console.print(
+            f"int8 file run by this CPU vs computed as written: {kernels.mean_change:.4f} years on average (99% within "
+            f"{kernels.p99_change:.4f}): float arithmetic, the same answer on every CPU"
+        )
+    if (offset := report.offset) is not None:
+        console.print(f"age offset {offset.years:+.2f} years, measured on {offset.faces} faces of {offset.source}: "
+                      f"MAE there {offset.mae_before:.3f} -> {offset.mae_after:.3f}")  # fmt: skip
+    meta = report.metadata
+    console.print(f"golden outputs stored for {report.golden_faces} faces ('faceage selftest --model {out}')")
+    console.print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): {meta.model}, bins {meta.bins}")
