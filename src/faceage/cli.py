@@ -344,7 +344,7 @@ def predict(
 ) -> None:
     """Estimate the age of every face: one row per face; unreadable inputs get an error row and the run goes on.
     Rows are written as each photo is finished; after Ctrl-C the output holds every finished photo."""
-    from faceage.infer.predict import RowWriter, check_annotate_dir, predict_paths, summarize
+    from faceage.infer.predict import RowWriter, check_annotate_dir, predict_paths, stream_rows, summarize
 
     settings = {"model": str(model) if model else None, "bins": bins, "cropped": cropped, "min_face": min_face,
                 "max_bytes": megabytes(max_file_mb)}  # fmt: skip
@@ -371,7 +371,6 @@ def predict(
             if writer is not None:
                 writer.discard()
             raise
-    rows: list[dict] = []
     problems: list[str] = []
     notes = []
     total = {"inputs": 0}
@@ -380,28 +379,15 @@ def predict(
         total["inputs"] = count
         bar.update(task, completed=done, total=count)
 
-    interrupted = False
-    try:
-        with progress_bar() as bar:
-            task = bar.add_task("predict", total=None)
-            if engine is Engine.ray:
-                found = batch.predict_rows(inputs, options, progress=update, notes=notes, **settings)
-            else:
-                found = predict_paths(inputs, workers=workers or 1, annotate_dir=annotate, progress=update,
-                                      problems=problems, notes=notes, **settings)  # fmt: skip
-            for row in found:
-                rows.append(row)
-                if writer is not None:
-                    writer.write([row])
-    except KeyboardInterrupt:
-        interrupted = True
-    except BaseException:
-        if writer is not None:
-            writer.discard()
-        raise
-    if writer is not None:
-        writer.close()
-    else:
+    with progress_bar() as bar:
+        task = bar.add_task("predict", total=None)
+        if engine is Engine.ray:
+            found = batch.predict_rows(inputs, options, progress=update, notes=notes, **settings)
+        else:
+            found = predict_paths(inputs, workers=workers or 1, annotate_dir=annotate, progress=update,
+                                  problems=problems, notes=notes, **settings)  # fmt: skip
+        rows, interrupted = stream_rows(found, writer)
+    if writer is None:
         from faceage.presentation import ages_table
 
         console.print(ages_table(rows))
@@ -654,27 +640,14 @@ def groups(
     workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
 ) -> None:
     """Count faces per age group across photos (age-group analytics), with a bar chart."""
-    from faceage.bins import AgeBins
-    from faceage.data.manifest import atomic_write_text
-    from faceage.infer.groups import count_groups, plot_groups
-    from faceage.infer.predict import predict_paths, summarize
-    from faceage.onnxfile import ModelFile
-    from faceage.weights import model_path
+    from faceage.infer.groups import groups_of_photos
+    from faceage.infer.predict import summarize
+    from faceage.presentation import groups_table
 
-    if out.suffix.lower() != ".csv":
-        raise FaceageError(f"{out}: give a .csv file for --out")
-    age_bins = AgeBins.parse(bins or ModelFile.load(model_path(model)).metadata.bins)
     with progress_bar() as bar:
         task = bar.add_task("groups", total=None)
         update = lambda done, total: bar.update(task, completed=done, total=total)  # noqa: E731
-        rows = list(predict_paths(inputs, model=str(model) if model else None, bins=bins, workers=workers,
-                                  progress=update))  # fmt: skip
-    frame = count_groups(rows, age_bins)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out, frame.to_csv(index=False))
-    chart = plot_groups(frame, out.with_suffix(".png"), f"{int(frame['faces'].sum())} faces by estimated age group")
-    from faceage.presentation import groups_table
-
+        frame, chart, rows = groups_of_photos(inputs, out, bins=bins, model=model, workers=workers, progress=update)
     console.print(groups_table(frame))
     summary = summarize(rows)
     err_console.print(summary.line() + f"; wrote {out} and {chart}")

@@ -38,3 +38,26 @@ def plot_groups(frame: pd.DataFrame, path: Path, title: str) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def groups_of_photos(inputs: list[str], out: Path, *, bins: str | None = None, model: str | Path | None = None,
+                     workers: int = 1, progress=None) -> tuple[pd.DataFrame, Path, list[dict]]:  # fmt: skip
+    """``faceage groups``: faces per estimated age group over the photos ``inputs`` name (the model's bins unless
+    ``bins``), written to the CSV ``out`` with a bar chart beside it; returns (table, chart, predict's rows)."""
+    from faceage.data.manifest import atomic_write_text
+    from faceage.errors import FaceageError
+    from faceage.infer.predict import predict_paths
+    from faceage.onnxfile import ModelFile
+    from faceage.weights import model_path
+
+    out = Path(out)
+    if out.suffix.lower() != ".csv":
+        raise FaceageError(f"{out}: give a .csv file for --out")
+    age_bins = AgeBins.parse(bins or ModelFile.load(model_path(model)).metadata.bins)
+    rows = list(predict_paths(inputs, model=str(model) if model else None, bins=bins, workers=workers,
+                              progress=progress))  # fmt: skip
+    frame = count_groups(rows, age_bins)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out, frame.to_csv(index=False))
+    chart = plot_groups(frame, out.with_suffix(".png"), f"{int(frame['faces'].sum())} faces by estimated age group")
+    return frame, chart, rows

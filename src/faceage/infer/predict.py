@@ -320,6 +320,28 @@ class RowWriter:
         self.tmp.unlink(missing_ok=True)
 
 
+def stream_rows(found: Iterator[dict], writer: RowWriter | None) -> tuple[list[dict], bool]:
+    """Every row of ``found`` kept and written (by ``writer``, if any) as it comes; returns (rows, interrupted).
+    Ctrl-C stops the run and the output still becomes a valid file of the finished rows; any other error discards
+    the output and is raised."""
+    rows: list[dict] = []
+    interrupted = False
+    try:
+        for row in found:
+            rows.append(row)
+            if writer is not None:
+                writer.write([row])
+    except KeyboardInterrupt:
+        interrupted = True
+    except BaseException:
+        if writer is not None:
+            writer.discard()
+        raise
+    if writer is not None:
+        writer.close()
+    return rows, interrupted
+
+
 def write_rows(rows: list[dict], out: Path) -> None:
     writer = RowWriter(out)
     try:
