@@ -131,3 +131,12 @@ def test_audit_skips_groupings_without_labels():
     assert set(fairness_audit(frame, n_resamples=20)) == {"gender"}
     empty = _frame().assign(gender=np.nan, race=np.nan)
     assert fairness_audit(empty, n_resamples=20) == {}
+
+
+def test_every_age_falls_in_exactly_one_band():
+    from faceage.metrics import age_bands, in_band
+
+    ages = np.array([0, 12, 12.9995, 13, 17.5, 24.99, 25, 59.999, 60, 116])
+    counts = sum(mask.astype(int) for _, _, mask in age_bands(ages))
+    assert (counts == 1).all()
+    assert in_band(12.9995, 0, 12) and in_band(17.5, 13, 17) and not in_band(18, 13, 17) and in_band(116, 60, None)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from faceage.errors import FaceageError
-from faceage.metrics import AGE_BANDS, band_label, bootstrap_interval
+from faceage.metrics import age_bands, band_label, bootstrap_interval, in_band
 from faceage.weights import calibration_path  # noqa: F401 (re-exported: where a model's calibration lives)
 
 if TYPE_CHECKING:
@@ -157,8 +157,7 @@ def band_error_quantiles(truth: np.ndarray, estimate: np.ndarray, by: str = "tru
     truth, estimate = np.asarray(truth, dtype=float), np.asarray(estimate, dtype=float)
     key = truth if by == "truth" else estimate
     rows = []
-    for low, high in AGE_BANDS:
-        mask = (key >= low) & (key < (np.inf if high is None else high + 1))
+    for low, high, mask in age_bands(key):
         error = estimate[mask] - truth[mask]
         row = {"band": band_label(low, high), "low": low, "high": high, "n": int(mask.sum())}
         if mask.sum() >= 10:
@@ -205,7 +204,7 @@ class Calibration:
 
     def band_for(self, age: float, by: str = "truth") -> dict:
         for row in self.bands if by == "truth" else self.bands_by_estimate:
-            if row["low"] <= age and (row["high"] is None or age < row["high"] + 1):
+            if in_band(age, row["low"], row["high"]):
                 if "quantiles" not in row:
                     raise FaceageError(f"too few calibration faces aged {row['band']} to judge this ({row['n']})")
                 return row

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 
 # NIST FATE AEV-style age bands
@@ -12,12 +14,24 @@ def band_label(low: int, high: int | None) -> str:
     return f"{low}+" if high is None else f"{low}-{high}"
 
 
+def in_band(ages, low: int, high: int | None) -> np.ndarray:
+    """Which ``ages`` fall in the band ``low``-``high`` (years, both included; ``high`` None: open): ``low <= age <
+    high + 1``, so that 17.5 is 13-17 and no age falls between two bands."""
+    ages = np.asarray(ages, dtype=float)
+    return (ages >= low) & (ages < (np.inf if high is None else high + 1))
+
+
+def age_bands(ages) -> Iterator[tuple[int, int | None, np.ndarray]]:
+    """(low, high, mask) for each of :data:`AGE_BANDS` over ``ages``: the one band loop of metrics and checks."""
+    for low, high in AGE_BANDS:
+        yield low, high, in_band(ages, low, high)
+
+
 def band_errors(truth: np.ndarray, estimate: np.ndarray) -> list[dict]:
     """Per age band of the true age: n, MAE and signed bias (estimate - truth; positive = aged up)."""
     truth, estimate = np.asarray(truth, dtype=float), np.asarray(estimate, dtype=float)
     rows = []
-    for low, high in AGE_BANDS:
-        mask = (truth >= low) & (truth <= (np.inf if high is None else high + 0.999))
+    for low, high, mask in age_bands(truth):
         error = estimate[mask] - truth[mask]
         rows.append(
             {

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 import onnx
 import torch
-import torch.nn.functional as F
 
 from faceage import __version__
 from faceage.data.manifest import atomic_write_bytes
@@ -28,7 +27,7 @@ from faceage.detect import ALIGNMENT_VERSION
 from faceage.errors import FaceageError
 from faceage.models.transfer import fold_affine_layers
 from faceage.onnxfile import ModelMetadata, open_session, set_metadata
-from faceage.train.module import AgeModule
+from faceage.train.module import AgeModule, flip_averaged
 
 if TYPE_CHECKING:
     from faceage.train.offset import AgeOffset
@@ -49,9 +48,7 @@ class AveragedProbabilities(torch.nn.Module):
     def forward(self, x):
         total = None
         for net in self.nets:
-            probs = F.softmax(net(x), dim=1)
-            if self.flip:
-                probs = 0.5 * (probs + F.softmax(net(torch.flip(x, dims=[3])), dim=1))
+            probs = flip_averaged(net, x, self.flip)
             total = probs if total is None else total + probs
         return total / len(self.nets)
 

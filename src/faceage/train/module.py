@@ -28,6 +28,15 @@ from faceage.distribution import AGES, MAX_AGE_CLASS
 from faceage.models import get_model_info
 
 
+def flip_averaged(net: torch.nn.Module, x: torch.Tensor, flip: bool) -> torch.Tensor:
+    """The network's probabilities for the faces ``x``, averaged with those of their mirror images when ``flip``: the
+    one test-time flip of evaluation during training and of the exported graph."""
+    probs = F.softmax(net(x), dim=1)
+    if flip:
+        probs = 0.5 * (probs + F.softmax(net(torch.flip(x, dims=[3])), dim=1))
+    return probs
+
+
 class AgeModule(L.LightningModule):
     def __init__(self, model_name: str, bins: str, preprocessing: dict, head: str, recipe: dict,
                  bin_ages: list[float], sigma: float = 2.0, l1_weight: float = 0.1, flip_tta: bool = True,
@@ -68,10 +77,7 @@ class AgeModule(L.LightningModule):
         return self.net(x)
 
     def probabilities(self, x: torch.Tensor, flip: bool) -> torch.Tensor:
-        probs = F.softmax(self(x), dim=1)
-        if flip and self.head_kind == "ages":
-            probs = 0.5 * (probs + F.softmax(self(torch.flip(x, dims=[3])), dim=1))
-        return probs
+        return flip_averaged(self.net, x, flip and self.head_kind == "ages")
 
     def outputs(self, probs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(age in years, bin probabilities) from the head's probabilities."""
