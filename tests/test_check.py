@@ -25,6 +25,7 @@ from faceage.check import (
     screening_rates,
 )
 from faceage.cli import app
+from faceage.detect import Detection
 from faceage.errors import FaceageError
 from faceage.infer.estimator import Face
 from faceage.weights import DEFAULT_MODEL
@@ -34,7 +35,7 @@ CHILD_BOX = (443, 164, 487, 226)  # a child in group-street.jpg (x1, y1, x2, y2)
 
 
 def face(age: float, box=(0, 0, 10, 10)) -> Face:
-    return Face(box=box, landmarks=(), det_score=0.99, age=age, age_low=age - 5, age_high=age + 5, bin="x")
+    return Face(Detection(box, (), 0.99), age=age, age_low=age - 5, age_high=age + 5, bin="x")
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,8 @@ from faceage.detect import (
     Detection,
     DetectorConfig,
     align_face,
-    main_face,
+    largest_first,
+    select_face,
     template_points,
 )
 from faceage.detect.mtcnn import nms
@@ -137,12 +138,16 @@ def test_alignment_leaves_the_area_beyond_the_photo_black(astronaut):
     assert ALIGNMENT_VERSION.endswith("-black") and ALIGNMENT_VERSION in SAME_ALIGNMENT
 
 
-def test_main_face_prefers_large_central_faces():
+def test_the_main_face_is_large_and_central_the_largest_is_large():
     big_corner = Detection((0, 0, 50, 50), ((0, 0),) * 5, 0.99)
     central = Detection((80, 80, 124, 124), ((0, 0),) * 5, 0.95)
     tiny_centre = Detection((95, 95, 105, 105), ((0, 0),) * 5, 0.99)
-    assert main_face([big_corner, central, tiny_centre], 200, 200) is central
-    assert main_face([], 200, 200) is None
+    faces = [tiny_centre, central, big_corner]
+    assert select_face(faces, "main", (200, 200)) is central
+    assert select_face(faces, "largest") is big_corner and largest_first(faces) == [big_corner, central, tiny_centre]
+    assert select_face([], "main", (200, 200)) is None and select_face([]) is None
+    with pytest.raises(ValueError, match="image size"):
+        select_face(faces, "main")
 
 
 def test_nms_keeps_best_and_removes_overlaps():

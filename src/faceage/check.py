@@ -83,7 +83,9 @@ def decide(faces: list[Face], policy: Policy) -> CheckResult:
     if len(faces) > 1 and policy.multiple_faces == "refer":
         return CheckResult("multiple_faces", f"{len(faces)} faces in the photo: one person at a time, or check ID",
                            **common)  # fmt: skip
-    face = max(faces, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
+    from faceage.detect import select_face  # ONNX and OpenCV: not loaded for the --help text
+
+    face = select_face(faces, "largest")
     estimate = {"age": face.age, "age_low": face.age_low, "age_high": face.age_high}
     if face.age >= policy.challenge:
         return CheckResult("pass", f"estimated {face.age:.1f}, at or above the challenge age {policy.challenge:g}",
@@ -379,6 +381,7 @@ def check_photos(photos: list[str], min_age: float, challenge: float | None, mul
 def judged_face(photo: Path, model: str | Path | None, note=print) -> tuple[Face, Calibration]:
     """The largest face in ``photo`` and the calibration (measured errors) of the model that estimated it, for the
     one-photo judgements (gap, recency); ``note`` is told when there were several faces."""
+    from faceage.detect import select_face
     from faceage.infer.estimator import AgeEstimator
 
     estimator = AgeEstimator(model=model)
@@ -388,4 +391,4 @@ def judged_face(photo: Path, model: str | Path | None, note=print) -> tuple[Face
         raise FaceageError(f"{photo}: no face found; use a photo where the face is frontal, large and well lit")
     if len(faces) > 1:
         note(f"note: {len(faces)} faces in {photo}; judging the largest")
-    return faces[0], calibration
+    return select_face(faces, "largest"), calibration

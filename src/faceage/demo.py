@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from faceage.detect import MTCNN, DetectorConfig
+from faceage.detect import MTCNN, DetectorConfig, largest_first
 from faceage.errors import FaceageError
 from faceage.images import load_rgb
 
@@ -57,7 +57,7 @@ def detect_and_annotate(images: dict[str, object], out: Path, min_score: float =
         except FaceageError as exc:
             results[name] = {"error": str(exc)}
             continue
-        faces = [d.to_dict() for d in sorted(detector.detect(rgb), key=lambda d: -d.area)]
+        faces = [d.to_dict() for d in largest_first(detector.detect(rgb))]
         results[name] = {"width": int(rgb.shape[1]), "height": int(rgb.shape[0]), "faces": faces}
         annotated = annotate(rgb, faces)
         cv2.imwrite(str(out / _annotated_name(name)), cv2.cvtColor(annotated, cv2.COLOR_RGB2BGR))

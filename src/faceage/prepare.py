@@ -46,7 +46,7 @@ from faceage.detect import (
     SAME_ALIGNMENT,
     DetectorConfig,
     align_face,
-    main_face,
+    select_face,
 )
 from faceage.errors import FaceageError, ImageError
 from faceage.files import make_writable_folder
@@ -151,7 +151,7 @@ def process_item(item: SourceItem) -> dict:
     record.update(width=width, height=height)
     detections = _DETECTOR.detect(rgb)
     record["n_faces"] = len(detections)
-    face = main_face(detections, width, height)
+    face = select_face(detections, "main", (width, height))
     if face is None:
         if record["status"] == "ok":
             record.update(status="no_face", reason="MTCNN found no face")

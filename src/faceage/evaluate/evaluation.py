@@ -21,6 +21,7 @@ from faceage.bins import AgeBins
 from faceage.data.manifest import MANIFEST, atomic_write_text, load_manifest, load_meta
 from faceage.data.split import hash_unit
 from faceage.data.utkface import BadName, parse_name
+from faceage.detect import select_face
 from faceage.errors import FaceageError, ImageError
 from faceage.evaluate.fairness import fairness_audit
 from faceage.images import IMAGE_SUFFIXES
@@ -217,7 +218,7 @@ def _predict_rows(
                 except ImageError as exc:
                     yield i, None, f"unreadable: {exc}"
                     continue
-                yield i, (faces[0] if faces else None), ("ok" if faces else "no_face")
+                yield i, select_face(faces, "largest"), ("ok" if faces else "no_face")
         done += len(chunk)
         if progress:
             progress(done, len(frame))

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from faceage.bins import AgeBins
-from faceage.detect import MTCNN, Detection, DetectorConfig, align_face
+from faceage.detect import MTCNN, Detection, DetectorConfig, align_face, largest_first
 from faceage.distribution import age_interval, expected_age
 from faceage.errors import FaceageError
 from faceage.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, load_rgb
@@ -27,16 +27,31 @@ from faceage.weights import model_path
 
 @dataclass(frozen=True)
 class Face:
-    """One face: where it is and how old it looks. Age only: faceage never estimates gender or ethnicity."""
+    """One face: where it is (its :class:`~faceage.detect.Detection`) and how old it looks. Age only: faceage never
+    estimates gender or ethnicity."""
 
-    box: tuple[float, float, float, float]  # x1, y1, x2, y2 in pixels of the EXIF-corrected photo
-    landmarks: tuple[tuple[float, float], ...]  # eyes, nose, mouth corners
-    det_score: float
+    detection: Detection  # box (x1, y1, x2, y2 in pixels of the EXIF-corrected photo), 5 landmarks, score
     age: float  # years: expected value of the model's age distribution, plus the model's age offset (if any)
     age_low: float  # 80% interval
     age_high: float
     bin: str  # label of the most probable age bin
     bin_probs: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def box(self) -> tuple[float, float, float, float]:
+        return self.detection.box
+
+    @property
+    def landmarks(self) -> tuple[tuple[float, float], ...]:
+        return self.detection.landmarks  # eyes, nose tip, mouth corners
+
+    @property
+    def det_score(self) -> float:
+        return self.detection.score
+
+    @property
+    def area(self) -> float:
+        return self.detection.area
 
     def to_dict(self) -> dict:
         return {
@@ -109,7 +124,7 @@ class AgeEstimator:
                                "landmarks, score); pass [] when there are none")  # fmt: skip
         if not isinstance(rgb, np.ndarray) or rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise FaceageError("predict_detected takes an H×W×3 uint8 RGB array (faceage.images.load_rgb makes one)")
-        detections = sorted(detections, key=lambda d: -d.area)
+        detections = largest_first(detections)
         size = self.preprocessing.aligned_size
         crops = [align_face(rgb, d.landmarks, size=size).image for d in detections]
         return self._estimate(detections, crops)
@@ -165,9 +180,9 @@ class AgeEstimator:
             best = int(np.argmax(bin_probs[i]))
             faces.append(
                 Face(
-                    box=tuple(float(v) for v in detection.box),
-                    landmarks=tuple(detection.landmarks),
-                    det_score=float(detection.score),
+                    Detection(
+                        tuple(float(v) for v in detection.box), tuple(detection.landmarks), float(detection.score)
+                    ),  # fmt: skip
                     age=float(ages[i]),
                     age_low=float(lows[i]),
                     age_high=float(highs[i]),
