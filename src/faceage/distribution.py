@@ -8,7 +8,13 @@ interpolated inside a year); bin probabilities are the mass inside each bin. A m
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    from faceage.bins import AgeBins
 
 MAX_AGE_CLASS = 100
 AGES = np.arange(MAX_AGE_CLASS + 1, dtype=np.float64)
@@ -38,3 +44,27 @@ def age_interval(probs: np.ndarray, coverage: float = 0.8, offset: float = 0.0) 
     """The central ``coverage`` interval of the distribution moved by ``offset`` years (never below 0)."""
     tail = (1.0 - coverage) / 2
     return tuple(np.maximum(age_quantile(probs, q) + offset, 0.0) for q in (tail, 1.0 - tail))
+
+
+@dataclass(frozen=True)
+class Estimates:
+    """What a model's output means, face by face: age (years), its 80% interval, and a probability per bin."""
+
+    ages: np.ndarray
+    lows: np.ndarray
+    highs: np.ndarray
+    bin_probs: np.ndarray
+
+
+def head_estimates(probs: np.ndarray, bins: AgeBins, *, predicts_ages: bool, bin_ages=(),
+                   offset: float = 0.0) -> Estimates:  # fmt: skip
+    """The one place either head kind becomes ages: an "ages" head's distribution (moved by ``offset``) gives its
+    expected value, the 10th-90th percentile interval and the mass in each of ``bins``; a "bins" head's
+    probabilities give the probability-weighted ``bin_ages`` and the most probable bin as the interval."""
+    if predicts_ages:
+        lows, highs = age_interval(probs, 0.8, offset)
+        return Estimates(expected_age(probs, offset), lows, highs, bins.probabilities(probs, offset=offset))
+    best = probs.argmax(axis=1)
+    edges = list(bins.lower_edges) + [116]
+    return Estimates(probs @ np.asarray(bin_ages, dtype=float), np.array([edges[i] for i in best], dtype=float),
+                     np.array([edges[i + 1] - 1 for i in best], dtype=float), probs)  # fmt: skip

@@ -18,7 +18,7 @@ import numpy as np
 
 from faceage.bins import AgeBins
 from faceage.detect import MTCNN, Detection, DetectorConfig, align_face, largest_first
-from faceage.distribution import age_interval, expected_age
+from faceage.distribution import head_estimates
 from faceage.errors import FaceageError
 from faceage.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, load_rgb
 from faceage.onnxfile import ModelFile, open_session
@@ -162,19 +162,10 @@ class AgeEstimator:
         return self.session.run(None, {"faces": inputs})[0].astype(np.float64)
 
     def _estimate(self, detections: list[Detection], crops: list[np.ndarray]) -> list[Face]:
-        probs = self.estimate_aligned(crops)
-        if self.model.metadata.predicts_ages:
-            offset = self.age_offset
-            ages = expected_age(probs, offset)
-            lows, highs = age_interval(probs, 0.8, offset)
-            bin_probs = self.bins.probabilities(probs, offset=offset)
-        else:
-            bin_ages = np.asarray(self.model.metadata.bin_ages, dtype=float)
-            ages = probs @ bin_ages
-            bin_probs = probs
-            edges = list(self.bins.lower_edges) + [116]
-            lows = np.array([edges[i] for i in probs.argmax(axis=1)], dtype=float)
-            highs = np.array([edges[i + 1] - 1 for i in probs.argmax(axis=1)], dtype=float)
+        meta = self.model.metadata
+        found = head_estimates(self.estimate_aligned(crops), self.bins, predicts_ages=meta.predicts_ages,
+                               bin_ages=meta.bin_ages, offset=self.age_offset)  # fmt: skip
+        ages, lows, highs, bin_probs = found.ages, found.lows, found.highs, found.bin_probs
         faces = []
         for i, detection in enumerate(detections):
             best = int(np.argmax(bin_probs[i]))

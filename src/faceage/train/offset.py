@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from faceage.distribution import expected_age
 from faceage.errors import FaceageError
 from faceage.onnxfile import open_session, probabilities, read_metadata, update_metadata
 
@@ -61,7 +62,7 @@ def measure_age_offset(model: Path, data_dir: Path, min_faces: int = MIN_FACES) 
     # computed as written (int8 included): the offset is then the same whichever CPU measures it
     probs = probabilities(open_session(model, threads=os.cpu_count() or 1, reference=True), faces.images,
                           prepare=preprocessing.normalize)  # fmt: skip
-    estimate, truth = probs @ np.arange(probs.shape[1]), faces.ages.astype(np.float64)
+    estimate, truth = expected_age(probs), faces.ages.astype(np.float64)
     years = float(np.median(truth - estimate))
     return AgeOffset(years, len(truth), float(np.abs(estimate - truth).mean()),
                      float(np.abs(np.maximum(estimate + years, 0.0) - truth).mean()),

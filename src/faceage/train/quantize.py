@@ -161,8 +161,11 @@ def quantize_int8(float_model: Path, out: Path) -> None:
 
 def expected_ages(probs: np.ndarray, metadata: ModelMetadata) -> np.ndarray:
     """The expected age of each row of a model's output (ages 0-100, or the bins' typical ages)."""
-    values = np.arange(probs.shape[1]) if metadata.predicts_ages else np.asarray(metadata.bin_ages)
-    return probs @ values
+    from faceage.bins import AgeBins
+    from faceage.distribution import head_estimates
+
+    return head_estimates(probs, AgeBins.parse(metadata.bins), predicts_ages=metadata.predicts_ages,
+                          bin_ages=metadata.bin_ages).ages  # fmt: skip
 
 
 def quantization_error(
