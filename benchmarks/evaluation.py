@@ -20,10 +20,11 @@ from pathlib import Path
 
 import readme
 from faceage.check import Calibration, calibration_path
-from faceage.data.manifest import atomic_write_text, load_meta
+from faceage.data.manifest import load_meta
 from faceage.evaluate.card import model_card
 from faceage.evaluate.evaluation import evaluate, samples_from_data_dir
 from faceage.evaluate.report import build_report, markdown_summary
+from faceage.files import atomic_write_text
 from faceage.onnxfile import ModelFile
 from faceage.weights import SHIPPED_MODELS, card_path
 from readme import update_section

@@ -30,8 +30,8 @@ from pathlib import Path
 
 import onnx
 
-from faceage.data.manifest import atomic_write_bytes
 from faceage.evaluate.evaluation import evaluate, samples_from_data_dir
+from faceage.files import atomic_write_bytes
 from faceage.infer.golden import store_golden
 from faceage.onnxfile import read_metadata, update_metadata
 from faceage.train.offset import apply_age_offset

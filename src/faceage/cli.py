@@ -479,7 +479,7 @@ def card(
     if out is None:
         console.print(text, markup=False, highlight=False)
     else:
-        from faceage.data.manifest import atomic_write_text
+        from faceage.files import atomic_write_text
 
         atomic_write_text(out, text)
         console.print(f"wrote {out}")
@@ -566,7 +566,7 @@ def calibrate(
 ) -> None:
     """Pick the lowest challenge age whose measured share of minors passed is at most --max-minor-pass."""
     from faceage.check import calibrate_model, calibration_path
-    from faceage.data.manifest import atomic_write_text
+    from faceage.files import atomic_write_text
     from faceage.model_source import is_training_run, onnx_file
     from faceage.presentation import calibration_table
     from faceage.weights import model_path

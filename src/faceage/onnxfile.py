@@ -168,7 +168,7 @@ def update_metadata(path: Path, **changes) -> ModelMetadata:
     """Rewrite the faceage metadata of the exported file ``path`` with ``changes`` (atomically); returns it."""
     from dataclasses import replace
 
-    from faceage.data.manifest import atomic_write_bytes  # pandas: not on the estimator's import path
+    from faceage.files import atomic_write_bytes
 
     model = _load(path)
     metadata = replace(metadata_of(model, path), **changes)

@@ -31,9 +31,7 @@ from faceage.data.manifest import (
     MANIFEST,
     META,
     QUALITY,
-    atomic_write_bytes,
     atomic_write_parquet,
-    atomic_write_text,
     quality_report,
 )
 from faceage.data.sources import SourceItem, count_items, iter_items
@@ -49,7 +47,7 @@ from faceage.detect import (
     select_face,
 )
 from faceage.errors import FaceageError, ImageError
-from faceage.files import make_writable_folder
+from faceage.files import atomic_write_bytes, atomic_write_text, make_writable_folder
 from faceage.images import DEFAULT_MAX_BYTES, load_rgb
 
 JOURNAL_DIR = ".prepare"

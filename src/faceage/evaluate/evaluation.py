@@ -18,12 +18,13 @@ import numpy as np
 import pandas as pd
 
 from faceage.bins import AgeBins
-from faceage.data.manifest import MANIFEST, atomic_write_text, load_manifest, load_meta
+from faceage.data.manifest import MANIFEST, load_manifest, load_meta
 from faceage.data.split import hash_unit
 from faceage.data.utkface import BadName, parse_name
 from faceage.detect import select_face
 from faceage.errors import FaceageError, ImageError
 from faceage.evaluate.fairness import fairness_audit
+from faceage.files import atomic_write_text
 from faceage.images import IMAGE_SUFFIXES
 from faceage.infer.estimator import AgeEstimator, Face
 from faceage.metrics import (

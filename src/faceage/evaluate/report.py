@@ -28,12 +28,13 @@ from markdown_it import MarkdownIt  # noqa: E402
 from PIL import Image, ImageOps  # noqa: E402
 
 from faceage import __version__  # noqa: E402
-from faceage.data.manifest import MANIFEST, atomic_write_text  # noqa: E402
+from faceage.data.manifest import MANIFEST
 from faceage.errors import FaceageError  # noqa: E402
 from faceage.evaluate.evaluation import Evaluation, load_evaluation  # noqa: E402
 from faceage.evaluate.formatting import accuracy_cell, mae_cell  # noqa: E402
 from faceage.evaluate.formatting import num as _num  # noqa: E402
 from faceage.evaluate.formatting import pct as _pct  # noqa: E402
+from faceage.files import atomic_write_text  # noqa: E402
 
 EXAMPLES = 8  # best and worst predictions shown per evaluation
 THUMB = 112

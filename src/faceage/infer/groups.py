@@ -44,8 +44,8 @@ def groups_of_photos(inputs: list[str], out: Path, *, bins: str | None = None, m
                      workers: int = 1, progress=None) -> tuple[pd.DataFrame, Path, list[dict]]:  # fmt: skip
     """``faceage groups``: faces per estimated age group over the photos ``inputs`` name (the model's bins unless
     ``bins``), written to the CSV ``out`` with a bar chart beside it; returns (table, chart, predict's rows)."""
-    from faceage.data.manifest import atomic_write_text
     from faceage.errors import FaceageError
+    from faceage.files import atomic_write_text
     from faceage.infer.predict import predict_paths
     from faceage.onnxfile import ModelFile
     from faceage.weights import model_path

@@ -27,7 +27,7 @@ import cv2
 
 from faceage.detect import DetectorConfig
 from faceage.errors import FaceageError, ImageError
-from faceage.files import make_writable_folder
+from faceage.files import Replacement, make_writable_folder
 from faceage.images import DEFAULT_MAX_BYTES
 from faceage.infer.annotate import draw_faces
 from faceage.infer.estimator import AgeEstimator, Face
@@ -266,10 +266,10 @@ class RowWriter:
         self.out = Path(out)
         self.suffix = check_output_path(self.out)
         self.rows = 0
-        self.tmp = self.out.with_name(f".{self.out.name}.{os.getpid()}.tmp")
         self.pending: list[dict] = []
         try:
-            self.out.parent.mkdir(parents=True, exist_ok=True)
+            self.replacement = Replacement(self.out, tag=str(os.getpid()))
+            self.tmp = self.replacement.path
             if self.suffix == ".parquet":
                 import pyarrow.parquet as pq
 
@@ -277,6 +277,8 @@ class RowWriter:
             else:
                 self.handle = open(self.tmp, "w", newline="", encoding="utf-8")  # noqa: SIM115 - closed in close()
         except OSError as exc:
+            if getattr(self, "replacement", None) is not None:
+                self.replacement.discard()
             raise FaceageError(f"{self.out}: cannot be written ({exc.strerror or exc}); choose another --out") from None
         if self.suffix == ".csv":
             self.csv = csv.DictWriter(self.handle, fieldnames=COLUMNS)
@@ -313,11 +315,11 @@ class RowWriter:
         if self.suffix == ".parquet":
             self._write_pending()
         self._close_file()
-        self.tmp.replace(self.out)
+        self.replacement.commit()
 
     def discard(self) -> None:
         self._close_file()
-        self.tmp.unlink(missing_ok=True)
+        self.replacement.discard()
 
 
 def stream_rows(found: Iterator[dict], writer: RowWriter | None) -> tuple[list[dict], bool]:

@@ -21,8 +21,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from faceage.bins import AgeBins
-from faceage.data.manifest import atomic_write_bytes, load_manifest, load_meta
+from faceage.data.manifest import load_manifest, load_meta
 from faceage.errors import FaceageError
+from faceage.files import atomic_write_bytes
 from faceage.preprocessing import Preprocessing
 
 FIT_ON = ("train", "train+val")  # what a run learns from; "train+val" refits a settled recipe on more faces

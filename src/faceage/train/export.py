@@ -22,9 +22,9 @@ import onnx
 import torch
 
 from faceage import __version__
-from faceage.data.manifest import atomic_write_bytes
 from faceage.detect import ALIGNMENT_VERSION
 from faceage.errors import FaceageError
+from faceage.files import atomic_write_bytes
 from faceage.models.transfer import fold_affine_layers
 from faceage.onnxfile import ModelMetadata, open_session, set_metadata
 from faceage.train.module import AgeModule, flip_averaged

@@ -34,8 +34,8 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from faceage.data.manifest import atomic_write_bytes
 from faceage.errors import FaceageError
+from faceage.files import atomic_write_bytes
 from faceage.infer.golden import mismatch_cause
 from faceage.onnxfile import ModelMetadata, open_session, probabilities, read_metadata, set_metadata
 from faceage.preprocessing import Preprocessing
