@@ -27,7 +27,7 @@ from skimage.transform import SimilarityTransform
 
 import readme
 from faceage.bins import AgeBins
-from faceage.data.manifest import load_manifest
+from faceage.data.prepared import PreparedData
 from faceage.detect.align import template_points
 from faceage.models.transfer import CYDRAL_AGES, CYDRAL_MEANS, cydral_onnx_path
 from faceage.preprocessing import Preprocessing
@@ -81,7 +81,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=ROOT / "data" / "utk")
     parser.add_argument("--archive", type=Path, default=ROOT.parent / "shared" / "data" / "UTKFace.tar.gz")
     args = parser.parse_args()
-    manifest = load_manifest(args.data)
+    manifest = PreparedData.open(args.data).manifest
     ok = manifest[manifest["status"] == "ok"]
     train = ok[ok["split"] == "train"].sample(300, random_state=0)
     val = ok[ok["split"] == "val"]

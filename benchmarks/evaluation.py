@@ -20,7 +20,7 @@ from pathlib import Path
 
 import readme
 from faceage.check import Calibration, calibration_path
-from faceage.data.manifest import load_meta
+from faceage.data.prepared import PreparedData
 from faceage.evaluate.card import model_card
 from faceage.evaluate.evaluation import evaluate, samples_from_data_dir
 from faceage.evaluate.report import build_report, markdown_summary
@@ -50,17 +50,18 @@ def main() -> None:
         "test-photos": "UTKFace test split, end to end (original photos → detection → alignment)",
     }
     peer = json.loads(args.peer.read_text()) if args.peer.is_file() else None
+    data = PreparedData.open(args.data)
     results = {}
     for model, path in SHIPPED_MODELS.items():
         for folder, (split, photos) in EVALUATIONS.items():
             print(f"evaluating the shipped {model} model on {folder} ...", flush=True)
-            results[model, folder] = evaluate(model, samples_from_data_dir(args.data, split, photos=photos),
+            results[model, folder] = evaluate(model, samples_from_data_dir(data, split, photos=photos),
                                               args.reports / f"{model}-model" / folder)  # fmt: skip
         card = model_card(
             ModelFile.load(path).metadata,
             {labels[f]: results[model, f].metrics for f in EVALUATIONS},
             peer=peer,
-            data_meta=load_meta(args.data),
+            data_meta=data.meta,
             source="`python benchmarks/evaluation.py`",
             screening_defaults=Calibration.load(calibration_path(path)).screening,
         )

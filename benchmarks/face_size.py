@@ -20,9 +20,8 @@ import numpy as np
 from PIL import Image
 
 import readme
-from faceage.data.manifest import load_manifest
+from faceage.data.prepared import PreparedData
 from faceage.detect import DetectorConfig
-from faceage.evaluate.peer import originals
 from faceage.infer import AgeEstimator
 from readme import publish
 
@@ -46,13 +45,13 @@ def main() -> None:
     parser.add_argument("--no-readme", action="store_true")
     args = parser.parse_args()
 
-    manifest = load_manifest(args.data)
-    val = manifest[(manifest["status"] == "ok") & (manifest["split"] == "val")]
+    data = PreparedData.open(args.data)
+    val = data.split("val")
     rows = val.sample(min(args.faces, len(val)), random_state=1).set_index("key")
     estimator = AgeEstimator(model=args.model, detector=DetectorConfig(min_face_size=12, min_face_fraction=0.0))
     errors: dict[int, list[float | None]] = {w: [] for w in WIDTHS}
-    for key, data in originals(args.data, set(rows.index)):
-        rgb = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+    for key, original in data.originals(set(rows.index)):
+        rgb = np.asarray(Image.open(io.BytesIO(original)).convert("RGB"))
         row = rows.loc[key]
         for width in WIDTHS:
             faces = estimator.predict(shrunk_on_canvas(rgb, width / (row["x2"] - row["x1"])))

@@ -17,7 +17,7 @@ import pandas as pd  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from faceage.bins import AgeBins  # noqa: E402
-from faceage.data.manifest import load_manifest, load_meta  # noqa: E402
+from faceage.data.prepared import PreparedData  # noqa: E402
 from faceage.data.utkface import GENDERS, RACES  # noqa: E402
 
 SPLIT_ORDER = ["train", "val", "test"]
@@ -42,9 +42,9 @@ def bin_table(manifest: pd.DataFrame, bins: AgeBins) -> pd.DataFrame:
 
 
 def explore(data_dir: Path, out: Path) -> ExploreResult:
-    data_dir, out = Path(data_dir), Path(out)
-    manifest = load_manifest(data_dir)
-    bins = AgeBins.parse(load_meta(data_dir)["bins"])
+    data = PreparedData.of(data_dir)
+    data_dir, out = data.root, Path(out)
+    manifest, bins = data.manifest, data.bins
     out.mkdir(parents=True, exist_ok=True)
     usable = manifest[manifest["status"] == "ok"]
     plots = [

@@ -234,11 +234,12 @@ def card_from_measurements(model: Path, evaluations: list[Path], data_dir: Path 
         measured[f"{result.metrics['data']['source']}"] = result.metrics
     data_meta = None
     if data_dir is not None:
-        from faceage.data.manifest import load_meta
+        from faceage.data.prepared import PreparedData
 
-        data_meta = load_meta(data_dir)
+        prepared = PreparedData.open(data_dir)
+        data_meta = prepared.meta
         with tempfile.TemporaryDirectory() as folder:
             for split in ("val", "test"):
-                result = evaluate(model, samples_from_data_dir(data_dir, split), Path(folder) / split)
+                result = evaluate(model, samples_from_data_dir(prepared, split), Path(folder) / split)
                 measured[result.metrics["data"]["source"]] = result.metrics
     return model_card(metadata, measured, data_meta=data_meta)

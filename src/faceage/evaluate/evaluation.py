@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 
 from faceage.bins import AgeBins
-from faceage.data.manifest import MANIFEST, load_manifest, load_meta
-from faceage.data.split import hash_unit
+from faceage.data.manifest import MANIFEST
+from faceage.data.prepared import PreparedData
 from faceage.data.utkface import BadName, parse_name
 from faceage.detect import select_face
 from faceage.errors import FaceageError, ImageError
@@ -79,25 +79,14 @@ class Samples:
     split: str | None = None  # its split, when the samples come from one
 
 
-def samples_from_data_dir(data_dir: Path, split: str = "test", photos: bool = False) -> Samples:
+def samples_from_data_dir(data: PreparedData | Path, split: str = "test", photos: bool = False) -> Samples:
     """One split of a prepared data folder. Its faces are the aligned crops made at preparation (same detection and
     alignment code as prediction); images where preparation found no face are assigned to a split by the same
     content hash and counted as failures to process. ``photos=True`` re-reads the original files from the sources
     recorded in meta.json and runs detection and alignment again, end to end."""
-    data_dir = Path(data_dir)
-    manifest = load_manifest(data_dir)
-    meta = load_meta(data_dir)
-    if split not in ("train", "val", "test"):
-        raise FaceageError(f"unknown split '{split}'; choose train, val or test")
-    ok = manifest[(manifest["status"] == "ok") & (manifest["split"] == split)]
-    no_face = manifest[manifest["status"] == "no_face"]
-    fractions = meta.get("fractions", [0.7, 0.15, 0.15])
-    seed = int(meta.get("seed", 0))
-    edges = {"train": (0.0, fractions[0]), "val": (fractions[0], fractions[0] + fractions[1]),
-             "test": (fractions[0] + fractions[1], 1.0)}[split]  # fmt: skip
-    units = no_face["sha1"].map(lambda t: hash_unit(seed, t))
-    no_face = no_face[(units >= edges[0]) & (units < edges[1])]
-    rows = pd.concat([ok, no_face], ignore_index=True)
+    data = PreparedData.of(data)
+    data_dir = data.root
+    rows = data.split(split, with_no_face=True)
     frame = pd.DataFrame(
         {
             "path": rows["member"],
@@ -106,12 +95,12 @@ def samples_from_data_dir(data_dir: Path, split: str = "test", photos: bool = Fa
             "gender": rows["gender"].astype(float),
             "race": rows["race"].astype(float),
             "status": np.where(rows["status"] == "ok", "ok", "no_face"),
-            "crop": [str(data_dir / c) if isinstance(c, str) and c else "" for c in rows["crop"]],
+            "crop": [data.crop_path(c) for c in rows["crop"]],
         }
     )
     if photos:
         frame["status"] = "ok"
-        originals = _OriginalReader(data_dir, set(frame["key"]))
+        originals = _OriginalReader(data, set(frame["key"]))
         return Samples(frame, f"{data_dir} ({split} split, original photos)", originals.read, False, {}, data_dir,
                        split)  # fmt: skip
     return Samples(frame, f"{data_dir} ({split} split, aligned crops)", lambda row: row["crop"], True, {}, data_dir,
@@ -121,10 +110,8 @@ def samples_from_data_dir(data_dir: Path, split: str = "test", photos: bool = Fa
 class _OriginalReader:
     """The original bytes of manifest rows, read once from the archive(s) recorded in meta.json."""
 
-    def __init__(self, data_dir: Path, keys: set[str]):
-        from faceage.evaluate.peer import originals
-
-        self.data = dict(originals(data_dir, keys))
+    def __init__(self, data: PreparedData, keys: set[str]):
+        self.data = dict(data.originals(keys))
 
     def read(self, row: pd.Series) -> bytes:
         return self.data.get(row["key"], b"")

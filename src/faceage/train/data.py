@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from faceage.bins import AgeBins
-from faceage.data.manifest import load_manifest, load_meta
+from faceage.data.prepared import PreparedData
 from faceage.errors import FaceageError
 from faceage.files import atomic_write_bytes
 from faceage.preprocessing import Preprocessing
@@ -62,12 +62,12 @@ def augmentation(seed: int | None = None) -> A.Compose:
 
 
 def load_split_arrays(
-    data_dir: Path, preprocessing: Preprocessing, show_progress: bool = True
+    data: PreparedData | Path, preprocessing: Preprocessing, show_progress: bool = True
 ) -> dict[str, SplitArrays]:
     """Usable faces of every split as uint8 arrays at the model's input size (cached in DATA_DIR/cache)."""
-    data_dir = Path(data_dir)
-    manifest = load_manifest(data_dir)
-    usable = manifest[manifest["status"] == "ok"].sort_values("key", kind="stable")
+    data = PreparedData.of(data)
+    data_dir = data.root
+    usable = data.usable.sort_values("key", kind="stable")
     if usable.empty:
         raise FaceageError(f"{data_dir}: no usable faces in the manifest; check {data_dir / 'quality.csv'}")
     fingerprint = hashlib.sha1("\n".join(usable["key"] + usable["sha1"]).encode()).hexdigest()[:12]
@@ -143,7 +143,7 @@ def _seed_worker_augmentation(worker_id: int) -> None:
 class FaceDataModule(L.LightningDataModule):
     def __init__(
         self,
-        data_dir: Path,
+        data: PreparedData | Path,
         preprocessing: Preprocessing,
         bins: AgeBins | None = None,
         batch_size: int = 64,
@@ -155,15 +155,16 @@ class FaceDataModule(L.LightningDataModule):
     ):
         super().__init__()
         self.fit_on = check_fit_on(fit_on)
-        self.data_dir, self.preprocessing = Path(data_dir), preprocessing
-        self.bins = bins or AgeBins.parse(load_meta(self.data_dir)["bins"])
+        self.data, self.preprocessing = PreparedData.of(data), preprocessing
+        self.data_dir = self.data.root
+        self.bins = bins or self.data.bins
         self.batch_size, self.augment, self.num_workers, self.limit = batch_size, augment, num_workers, limit
         self.arrays: dict[str, SplitArrays] | None = None
         self.teacher = teacher  # adds its probabilities to each augmented training batch (faceage.train.teacher)
 
     def setup(self, stage: str | None = None) -> None:
         if self.arrays is None:
-            arrays = load_split_arrays(self.data_dir, self.preprocessing)
+            arrays = load_split_arrays(self.data, self.preprocessing)
             if self.limit:
                 arrays = {split: _evenly(values, self.limit) for split, values in arrays.items()}
             for split, values in arrays.items():

@@ -55,7 +55,7 @@ def measure_age_offset(model: Path, data_dir: Path, min_faces: int = MIN_FACES) 
             "on faces it has seen; measure a train-only model of the recipe"
         )
     preprocessing = metadata.input_preprocessing
-    faces = load_split_arrays(Path(data_dir), preprocessing, show_progress=False)[SPLIT]
+    faces = load_split_arrays(data_dir, preprocessing, show_progress=False)[SPLIT]
     if len(faces.ages) < min_faces:
         raise FaceageError(f"{data_dir}: {len(faces.ages)} {SPLIT} faces are too few to measure an age offset "
                            f"(at least {min_faces}: the median of fewer errors is off by a year or more)")  # fmt: skip

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
@@ -37,6 +38,10 @@ from onnx import numpy_helper
 from faceage.errors import FaceageError
 from faceage.files import atomic_write_bytes
 from faceage.infer.golden import mismatch_cause
+
+if TYPE_CHECKING:
+    from faceage.data.prepared import PreparedData
+
 from faceage.onnxfile import ModelMetadata, open_session, probabilities, read_metadata, set_metadata
 from faceage.preprocessing import Preprocessing
 
@@ -55,13 +60,13 @@ class QuantizationError:
     same_top_class: float  # share of faces whose most probable class (age or bin) is unchanged
 
 
-def calibration_faces(data_dir: Path, preprocessing: Preprocessing, counts: dict[str, int],
+def calibration_faces(data_dir: PreparedData | Path, preprocessing: Preprocessing, counts: dict[str, int],
                       seed: int = 0) -> dict[str, np.ndarray]:  # fmt: skip
     """For each split in ``counts``, that many of its faces in a prepared folder (drawn with ``seed``) as model inputs
     (N×3×S×S float32); the cached face arrays are read once."""
     from faceage.train.data import load_split_arrays
 
-    arrays = load_split_arrays(Path(data_dir), preprocessing, show_progress=False)
+    arrays = load_split_arrays(data_dir, preprocessing, show_progress=False)
     out = {}
     for split, count in counts.items():
         images = arrays[split].images

@@ -29,8 +29,7 @@ from lightning.pytorch.callbacks import (
 )
 from lightning.pytorch.loggers import CSVLogger
 
-from faceage.bins import AgeBins
-from faceage.data.manifest import load_meta
+from faceage.data.prepared import PreparedData
 from faceage.errors import FaceageError
 from faceage.metrics import band_errors
 from faceage.models import count_parameters, get_model_info
@@ -90,7 +89,8 @@ def train_model(
         raise FaceageError("training on train+val leaves no validation faces to stop on: give --epochs N, the best "
                            "epoch of train-only runs of this recipe (see their summary.json)")  # fmt: skip
     teacher_model = Teacher(teacher, info.preprocessing) if teacher is not None else None
-    bins = AgeBins.parse(load_meta(data_dir)["bins"])
+    data = PreparedData.open(data_dir)
+    bins = data.bins
     last = out / "checkpoints" / "last.ckpt"
     if resume and not last.is_file():
         raise FaceageError(f"nothing to resume: {last} does not exist; start without --resume")
@@ -99,7 +99,7 @@ def train_model(
     out.mkdir(parents=True, exist_ok=True)
     L.seed_everything(seed, workers=True, verbose=False)
 
-    datamodule = FaceDataModule(data_dir, info.preprocessing, bins, recipe.batch_size, recipe.augment,
+    datamodule = FaceDataModule(data, info.preprocessing, bins, recipe.batch_size, recipe.augment,
                                 num_workers=num_workers, limit=limit, teacher=teacher_model,
                                 fit_on=fit_on)  # fmt: skip
     module = AgeModule(model_name, bins.spec, info.preprocessing.to_dict(), info.head, asdict(recipe),
