@@ -25,6 +25,11 @@ def test_every_registered_model_builds_with_the_right_output_shape(info):
 def test_ladder_and_modern_models_are_registered():
     names = {info.name for info in list_models()}
     assert {"dense", "cnn1", "cnn2", "cnn3", "resnet", "transfer", "transfer-frozen"} <= names
+    from faceage.train.recipes import RECIPES, recipe_for
+
+    assert set(RECIPES) == names  # every architecture has its training recipe, and no recipe is left over
+    with pytest.raises(FaceageError, match="no recipe"):
+        recipe_for("vgg99")
     with pytest.raises(FaceageError, match="faceage models"):
         get_model_info("vgg99")
 
@@ -86,9 +91,10 @@ def test_every_registered_model_trains_a_step_exports_and_matches_onnx(info, tmp
     from faceage.onnxfile import open_session
     from faceage.train.export import AveragedProbabilities, _export_graph
     from faceage.train.module import AgeModule
+    from faceage.train.recipes import recipe_for
 
     bins = AgeBins.parse("0-20,21-26,27-35,36-50,51+")
-    module = AgeModule(info.name, bins.spec, info.preprocessing.to_dict(), info.head, asdict(info.recipe),
+    module = AgeModule(info.name, bins.spec, info.preprocessing.to_dict(), info.head, asdict(recipe_for(info.name)),
                        [10.0, 23.5, 31.0, 43.0, 62.0])  # fmt: skip
     size = info.preprocessing.input_size
     faces = torch.rand(4, 3, size, size, generator=torch.Generator().manual_seed(0))

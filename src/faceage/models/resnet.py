@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from faceage.models.registry import Recipe, register_model
+from faceage.models.registry import register_model
 from faceage.preprocessing import Preprocessing
 
 RESNET_INPUT = Preprocessing(input_size=64, crop_fraction=0.75, center_y=0.55, mean=(127.5,) * 3, std=(64.0,) * 3)
@@ -56,7 +56,6 @@ class AgeResNet(nn.Module):
     "resnet",
     head="ages",
     preprocessing=RESNET_INPUT,
-    recipe=Recipe(epochs=20, batch_size=64, lr=2e-3, weight_decay=5e-4, optimizer="adamw", patience=5, l1_weight=1.0),
     description="residual CNN from scratch, age distribution 0-100 (soft labels), augmentation, flip TTA",
 )
 def resnet(num_outputs: int) -> nn.Module:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from faceage.models.registry import Recipe, register_model
+from faceage.models.registry import register_model
 from faceage.preprocessing import Preprocessing
 
 SEED_INPUT = Preprocessing(input_size=64, crop_fraction=0.75, center_y=0.55, mean=(127.5,) * 3, std=(127.5,) * 3)
@@ -26,7 +26,6 @@ def _conv(c_in: int, c_out: int, batch_norm: bool = False) -> list[nn.Module]:
     "dense",
     head="bins",
     preprocessing=SEED_INPUT,
-    recipe=Recipe(epochs=15, lr=1e-4, patience=4, augment=False),
     description="study baseline: 5 dense layers on flattened pixels",
     study="~0.21 val",
 )
@@ -43,7 +42,6 @@ def dense(num_outputs: int) -> nn.Module:
     "cnn1",
     head="bins",
     preprocessing=SEED_INPUT,
-    recipe=Recipe(epochs=15, lr=1e-3, patience=4, augment=False),
     description="study CNN 1: 4 conv + max-pool blocks, dense layers",
     study="~0.53 val",
 )
@@ -72,7 +70,6 @@ def _deep_cnn(num_outputs: int, batch_norm: bool) -> nn.Module:
     "cnn2",
     head="bins",
     preprocessing=SEED_INPUT,
-    recipe=Recipe(epochs=15, lr=1e-3, patience=4, augment=False),
     description="study CNN 2: 8 conv layers, other widths, dropout",
     study="~0.52 val",
 )
@@ -84,7 +81,6 @@ def cnn2(num_outputs: int) -> nn.Module:
     "cnn3",
     head="bins",
     preprocessing=SEED_INPUT,
-    recipe=Recipe(epochs=15, lr=1e-3, weight_decay=1e-3, patience=4, augment=False),
     description="study CNN 3: CNN 2 + batch-norm + L2 regularisation",
     study="~0.47 val",
 )

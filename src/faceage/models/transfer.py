@@ -19,7 +19,6 @@ model keeps the backbone and replaces the head by one over ages 0-100, initialis
 from __future__ import annotations
 
 import importlib.util
-from dataclasses import replace
 from functools import cache
 from pathlib import Path
 
@@ -29,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from faceage.errors import WeightsError
-from faceage.models.registry import Recipe, register_model
+from faceage.models.registry import register_model
 from faceage.preprocessing import Preprocessing
 
 CYDRAL_MEANS = (122.781998, 117.000999, 104.297997)
@@ -180,23 +179,12 @@ def pretrained_cydral(num_outputs: int) -> nn.Module:
     return CydralResNet10(num_outputs).load_cydral_weights()
 
 
-TRANSFER_RECIPE = Recipe(
-    epochs=18,
-    batch_size=64,
-    lr=1e-3,
-    weight_decay=1e-4,
-    optimizer="adamw",
-    patience=5,
-    unfreeze_at_epoch=1,
-    backbone_lr_ratio=0.3,
-)
 STUDY_TRANSFER = "VGG16 transfer: ~0.59 val"
 
 register_model(
     "transfer",
     head="ages",
     preprocessing=TRANSFER_INPUT,
-    recipe=TRANSFER_RECIPE,
     description="Cydral face-age ResNet-10 (CC0), new 0-100 head; head alone 1 epoch, then all layers",
     study=STUDY_TRANSFER,
 )(pretrained_cydral)
@@ -204,7 +192,6 @@ register_model(
     "transfer-ema",
     head="ages",
     preprocessing=TRANSFER_INPUT,
-    recipe=replace(TRANSFER_RECIPE, patience=6, ema_decay=0.998),
     description="`transfer` with an exponential moving average of its weights (decay 0.998, ~2.5 epochs)",
     study=STUDY_TRANSFER,
 )(pretrained_cydral)
@@ -212,7 +199,6 @@ register_model(
     "transfer-frozen",
     head="ages",
     preprocessing=TRANSFER_INPUT,
-    recipe=Recipe(epochs=4, batch_size=64, lr=1e-3, optimizer="adamw", patience=2, unfreeze_at_epoch=10_000),
     description="Cydral face-age ResNet-10 with its backbone frozen: only the new 0-100 head is trained",
     study=STUDY_TRANSFER,
 )(pretrained_cydral)

@@ -35,6 +35,7 @@ from faceage.metrics import band_errors
 from faceage.models import count_parameters, get_model_info
 from faceage.train.data import FaceDataModule, check_fit_on
 from faceage.train.module import AgeModule
+from faceage.train.recipes import recipe_for
 from faceage.train.teacher import Teacher
 
 
@@ -73,7 +74,7 @@ def train_model(
     runs of the same recipe) and keeps its final weights; its summary reports the training and test splits only."""
     data_dir, out = Path(data_dir), Path(out)
     info = get_model_info(model_name)
-    recipe = info.recipe
+    recipe = recipe_for(model_name)
     recipe = replace(
         recipe,
         epochs=epochs or recipe.epochs,

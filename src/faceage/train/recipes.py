@@ -1,0 +1,79 @@
+"""Training recipes: the default settings of each registered model (``faceage train`` overrides any of them), kept
+with training rather than with the architectures (``faceage.models`` holds networks only).
+
+Each recipe was settled on the validation split (README, Train); ``--recipe KEY=VALUE`` changes one field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from faceage.errors import FaceageError
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Default training settings; the command line can override each."""
+
+    epochs: int = 20
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    optimizer: str = "adam"  # adam (L2 as in Keras) or adamw (decoupled)
+    patience: int = 5
+    augment: bool = True
+    unfreeze_at_epoch: int | None = None  # transfer models: train the head alone until this epoch
+    backbone_lr_ratio: float = 0.1
+    sigma: float = 2.0  # "ages" heads: width (years) of the Gaussian soft label
+    l1_weight: float = 0.1  # "ages" heads: weight of the L1 loss on the expected age
+    ema_decay: float | None = None  # keep an exponential moving average of the weights (validated, saved, exported)
+    distill_weight: float = 0.5  # with a teacher (faceage train --teacher): its share of the soft target
+    mixup: float = 0.0  # "ages" heads: mixup (Beta(a, a) weights) of faces and their soft labels; 0 = off
+
+    def with_settings(self, settings: list[str]) -> Recipe:
+        """This recipe with ``KEY=VALUE`` settings applied (``faceage train --recipe``), read as the field's type."""
+        values = {}
+        for setting in settings:
+            key, sep, text = (part.strip() for part in setting.partition("="))
+            key = key.replace("-", "_")
+            if not sep or key not in self.__dataclass_fields__:
+                raise FaceageError(f"cannot apply recipe setting '{setting}': write KEY=VALUE with KEY one of "
+                                   + ", ".join(self.__dataclass_fields__))  # fmt: skip
+            kind = str(self.__dataclass_fields__[key].type)  # "int", "float | None", ... (postponed annotations)
+            try:
+                if kind.endswith("| None") and text.lower() == "none":
+                    values[key] = None
+                elif kind.startswith("bool"):
+                    values[key] = {"true": True, "false": False}[text.lower()]
+                else:
+                    values[key] = {"int": int, "float": float, "str": str}[kind.split(" ")[0]](text)
+            except (ValueError, KeyError):
+                raise FaceageError(f"recipe setting {key}: cannot read '{text}' as {kind}") from None
+        return replace(self, **values)
+
+
+TRANSFER = Recipe(epochs=18, batch_size=64, lr=1e-3, weight_decay=1e-4, optimizer="adamw", patience=5,
+                  unfreeze_at_epoch=1, backbone_lr_ratio=0.3)  # fmt: skip
+STUDY_LADDER = Recipe(epochs=15, lr=1e-3, patience=4, augment=False)
+
+RECIPES: dict[str, Recipe] = {
+    "dense": replace(STUDY_LADDER, lr=1e-4),
+    "cnn1": STUDY_LADDER,
+    "cnn2": STUDY_LADDER,
+    "cnn3": replace(STUDY_LADDER, weight_decay=1e-3),
+    "resnet": Recipe(
+        epochs=20, batch_size=64, lr=2e-3, weight_decay=5e-4, optimizer="adamw", patience=5, l1_weight=1.0
+    ),  # fmt: skip
+    "transfer": TRANSFER,
+    "transfer-ema": replace(TRANSFER, patience=6, ema_decay=0.998),
+    "transfer-frozen": Recipe(
+        epochs=4, batch_size=64, lr=1e-3, optimizer="adamw", patience=2, unfreeze_at_epoch=10_000
+    ),  # fmt: skip
+}
+
+
+def recipe_for(model_name: str) -> Recipe:
+    """The default recipe of the registered model ``model_name``."""
+    if model_name not in RECIPES:
+        raise FaceageError(f"no recipe for the model '{model_name}'; choose one of: {', '.join(sorted(RECIPES))}")
+    return RECIPES[model_name]
