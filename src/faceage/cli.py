@@ -61,6 +61,7 @@ def prepare(
     from faceage.data.split import parse_fractions
     from faceage.prepare import PrepareConfig
     from faceage.prepare import prepare as run_prepare
+    from faceage.presentation import show_prepared
 
     if not bins.strip().startswith("quantile"):
         AgeBins.parse(bins)  # fail on a bad spec before any work
@@ -68,18 +69,8 @@ def prepare(
     config = PrepareConfig(crop_size=crop_size, min_score=min_score, max_file_bytes=megabytes(max_file_mb))
     with progress_bar() as bar:
         task = bar.add_task("prepare", total=None)
-        summary = run_prepare(
-            sources,
-            out,
-            bins=bins,
-            seed=seed,
-            fractions=fractions,
-            workers=workers,
-            config=config,
-            progress=lambda done, total: bar.update(task, completed=done, total=total),
-        )
-    from faceage.presentation import show_prepared
-
+        summary = run_prepare(sources, out, bins=bins, seed=seed, fractions=fractions, workers=workers, config=config,
+                              progress=lambda done, total: bar.update(task, completed=done, total=total))  # fmt: skip
     show_prepared(console, summary, out)
 
 
@@ -175,13 +166,9 @@ def train(
     epochs: Annotated[int | None, typer.Option(help="Override the recipe's epochs.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Override the recipe's batch size.")] = None,
     lr: Annotated[float | None, typer.Option(help="Override the recipe's learning rate.")] = None,
-    recipe: Annotated[
-        list[str] | None,
-        typer.Option(
-            help="Override a recipe setting, KEY=VALUE (repeatable), e.g. "
-            "weight_decay=0.05; the fields are listed in the README."
-        ),
-    ] = None,
+    recipe: Annotated[list[str] | None, typer.Option(help="Override a recipe setting, KEY=VALUE (repeatable), e.g. "
+                                                          "weight_decay=0.05; the fields are listed in the README.")
+                      ] = None,
     seed: Annotated[int, typer.Option(help="Seed: same seed, same numbers on the same machine.")] = 0,
     max_minutes: Annotated[float | None, typer.Option(help="Stop training after this many minutes.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
@@ -191,20 +178,12 @@ def train(
     num_nodes: Annotated[int, typer.Option(help="Machines taking part (Lightning's num_nodes; see the README).")] = 1,
     workers: Annotated[int, typer.Option(help="Data-loader worker processes.")] = 0,
     limit: Annotated[int | None, typer.Option(help="Use at most this many faces per split (quick runs).")] = None,
-    teacher: Annotated[
-        Path | None,
-        typer.Option(
-            help="Exported model (e.g. an ensemble) to distil from; it must not have seen DATA_DIR's val/test faces."
-        ),
-    ] = None,
-    fit_on: Annotated[
-        str,
-        typer.Option(
-            help="train, or train+val: refit a settled recipe on the validation faces too (needs --epochs; no early "
-            "stopping, final weights kept, only train and test reported)."
-        ),
-    ] = "train",
-) -> None:
+    teacher: Annotated[Path | None, typer.Option(help="Exported model (e.g. an ensemble) to distil from; it must not "
+                                                      "have seen DATA_DIR's val/test faces.")] = None,
+    fit_on: Annotated[str, typer.Option(help="train, or train+val: refit a settled recipe on the validation faces too "
+                                             "(needs --epochs; no early stopping, final weights kept, only train and "
+                                             "test reported).")] = "train",
+) -> None:  # fmt: skip
     """Train a registered model on a prepared data folder (Lightning): checkpoints, metrics.csv, summary.json."""
     from faceage.presentation import show_training_summary
     from faceage.train.run import train_model
@@ -258,33 +237,18 @@ def export(
     out: Annotated[Path, typer.Option("--out", "-o", help="ONNX file to write.")],
     name: Annotated[str | None, typer.Option(help="Model name stored in the file.")] = None,
     float16_weights: Annotated[bool, typer.Option(help="Store weights as float16 (half the size).")] = False,
-    flip: Annotated[
-        bool | None,
-        typer.Option(
-            "--flip/--no-flip",
-            help="Average each face with its mirror image (default: as trained; --no-flip halves the cost).",
-        ),
-    ] = None,  # fmt: skip
-    int8: Annotated[
-        bool,
-        typer.Option(
-            help="Store the weights as int8 (a quarter of the size; float arithmetic, the same answer on every CPU); "
-            "needs --calibration-data."
-        ),
-    ] = False,
-    calibration_data: Annotated[
-        Path | None,
-        typer.Option(help="Prepared folder whose val faces measure how far int8 weights move the estimates."),
-    ] = None,
+    flip: Annotated[bool | None, typer.Option("--flip/--no-flip", help="Average each face with its mirror image "
+                                              "(default: as trained; --no-flip halves the cost).")] = None,
+    int8: Annotated[bool, typer.Option(help="Store the weights as int8 (a quarter of the size; float arithmetic, the "
+                                            "same answer on every CPU); needs --calibration-data.")] = False,
+    calibration_data: Annotated[Path | None, typer.Option(help="Prepared folder whose val faces measure how far int8 "
+                                                               "weights move the estimates.")] = None,
     calibration_faces: Annotated[int, typer.Option(help="Validation faces that measure the int8 change.")] = 512,
-    age_offset_data: Annotated[
-        Path | None,
-        typer.Option(
-            help="Prepared folder whose val faces measure the age offset stored in the model: the median of (true "
-            "age - estimate), which lowers the absolute error (faceage.train.offset)."
-        ),
-    ] = None,
-) -> None:
+    age_offset_data: Annotated[Path | None, typer.Option(help="Prepared folder whose val faces measure the age "
+                                                              "offset stored in the model: the median of (true age - "
+                                                              "estimate), which lowers the absolute error "
+                                                              "(faceage.train.offset).")] = None,
+) -> None:  # fmt: skip
     """Export trained model(s) to ONNX (preprocessing and bins in the metadata) and check parity with PyTorch."""
     from faceage.train.export import export_model
 
@@ -303,45 +267,25 @@ def export(
 @app.command()
 @friendly_errors
 def predict(
-    inputs: Annotated[
-        list[str],
-        typer.Argument(
-            help="Photos, folders (searched recursively), lists of photos (.txt; "
-            ".csv / .parquet with a 'path' column) or - for stdin."
-        ),
-    ],
-    out: Annotated[
-        str | None,
-        typer.Option(
-            "--out",
-            "-o",
-            help="Write .csv, .jsonl or .parquet (else a table); with --engine ray also a folder of Parquet files.",
-        ),
-    ] = None,
+    inputs: Annotated[list[str], typer.Argument(help="Photos, folders (searched recursively), lists of photos (.txt;"
+                                                     " .csv / .parquet with a 'path' column) or - for stdin.")],
+    out: Annotated[str | None, typer.Option("--out", "-o", help="Write .csv, .jsonl or .parquet (else a table); with "
+                                            "--engine ray also a folder of Parquet files.")] = None,
     model: Annotated[Path | None, typer.Option(help=MODEL_HELP)] = None,
     bins: Annotated[str | None, typer.Option(help="Answer in other bins, e.g. '0-12,13-17,18-24,25+'.")] = None,
     cropped: Annotated[bool, typer.Option(help="Each image is one pre-cropped face: skip detection.")] = False,
-    workers: Annotated[
-        int | None, typer.Option(help="Worker processes (Ray: estimation actors; default all CPUs).")
-    ] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes (Ray: estimation actors; default all "
+                                                     "CPUs).")] = None,
     annotate: Annotated[Path | None, typer.Option(help="Folder for photos with boxes and ages drawn.")] = None,
-    min_face: Annotated[
-        int | None,
-        typer.Option(
-            help="Smallest face to look for, in pixels (default 32; smaller faces get much less accurate ages)."
-        ),
-    ] = None,
-    max_file_mb: Annotated[
-        float, typer.Option(help="Inputs larger than this are not read: an unreadable row (default 100 MB).")
-    ] = 100.0,
-    engine: Annotated[
-        Engine, typer.Option(help="local: processes on this machine; ray: Ray Data (faceage[scale]).")
-    ] = Engine.local,
-    ray_address: Annotated[
-        str | None,
-        typer.Option(help="Ray cluster to join ('auto', 'ray://host:10001'); default: a Ray started here for the run."),
-    ] = None,
-) -> None:
+    min_face: Annotated[int | None, typer.Option(help="Smallest face to look for, in pixels (default 32; smaller "
+                                                      "faces get much less accurate ages).")] = None,
+    max_file_mb: Annotated[float, typer.Option(help="Inputs larger than this are not read: an unreadable row "
+                                                    "(default 100 MB).")] = 100.0,
+    engine: Annotated[Engine, typer.Option(help="local: processes on this machine; ray: Ray Data "
+                                                "(faceage[scale]).")] = Engine.local,
+    ray_address: Annotated[str | None, typer.Option(help="Ray cluster to join ('auto', 'ray://host:10001'); default: "
+                                                         "a Ray started here for the run.")] = None,
+) -> None:  # fmt: skip
     """Estimate the age of every face: one row per face; unreadable inputs get an error row and the run goes on.
     Rows are written as each photo is finished; after Ctrl-C the output holds every finished photo."""
     from faceage.infer.predict import RowWriter, check_annotate_dir, predict_paths, stream_rows, summarize
@@ -488,26 +432,23 @@ def card(
 @app.command()
 @friendly_errors
 def serve(
-    host: Annotated[
-        str, typer.Option(help="Address to bind; anything but 127.0.0.1 exposes the service.")
-    ] = "127.0.0.1",
+    host: Annotated[str, typer.Option(help="Address to bind; anything but 127.0.0.1 exposes the service.")] = (
+        "127.0.0.1"
+    ),
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
     workers: Annotated[int, typer.Option(help="Worker processes (each loads the model).")] = 1,
     model: Annotated[Path | None, typer.Option(help=MODEL_HELP)] = None,
     max_upload_mb: Annotated[float, typer.Option(help="Largest upload per image, in MB.")] = 10.0,
     max_batch: Annotated[int, typer.Option(help="Most images in one batch request.")] = 16,
-    allowed_host: Annotated[
-        list[str] | None,
-        typer.Option(
-            help="A host name clients reach the service by (Host header); repeat it; '*' for any. Default: "
-            "the loopback names, and --host when it is another address."
-        ),
-    ] = None,  # fmt: skip
+    allowed_host: Annotated[list[str] | None, typer.Option(help="A host name clients reach the service by (Host "
+                                                                "header); repeat it; '*' for any. Default: the "
+                                                                "loopback names, and --host when it is another "
+                                                                "address.")] = None,
     header_timeout: Annotated[float, typer.Option(help="Seconds a client has to send a request's headers.")] = 10.0,
     body_timeout: Annotated[float, typer.Option(help="Seconds a client has to send a request's body.")] = 60.0,
     keep_alive: Annotated[float, typer.Option(help="Seconds an idle kept-alive connection stays open.")] = 5.0,
     max_connections: Annotated[int, typer.Option(help="Open connections per worker; more get a 503.")] = 100,
-) -> None:
+) -> None:  # fmt: skip
     """The HTTP API (/v1/estimate, /docs) and a web page at /. Uploads stay in memory and are never stored."""
     from faceage.serve.launch import ServeOptions, run_service
 
