@@ -1,16 +1,17 @@
-"""Face detection on a few photos with annotated copies and a JSON: the ``demo`` and ``detect`` commands."""
+"""Face detection and ages on a few photos with annotated copies and a JSON: the ``demo`` and ``detect`` commands
+(the drawing and naming of the copies is :mod:`faceage.infer.annotate`, shared with ``predict``)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from faceage.detect import MTCNN, DetectorConfig, largest_first
 from faceage.errors import FaceageError
 from faceage.images import load_rgb
+from faceage.infer.annotate import annotated_names, draw_detections, write_image
 
 SAMPLE_NAMES = ("astronaut", "camera", "chelsea")
 
@@ -22,26 +23,6 @@ def sample_photos() -> dict[str, np.ndarray]:
     return {name: load_rgb(getattr(data, name)(), name=name) for name in SAMPLE_NAMES}
 
 
-def _annotated_name(name: str) -> str:
-    """'photo.jpg' → 'photo.annotated.jpg'; a sample name such as 'astronaut' keeps its name."""
-    return f"{Path(name).stem if Path(name).suffix else name}.annotated.jpg"
-
-
-def annotate(rgb: np.ndarray, faces: list[dict]) -> np.ndarray:
-    """Copy of ``rgb`` with a box, the landmarks and the score drawn for each face."""
-    canvas = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
-    thickness = max(1, round(max(rgb.shape[:2]) / 400))
-    for i, face in enumerate(faces):
-        x1, y1, x2, y2 = (int(round(v)) for v in face["box"])
-        cv2.rectangle(canvas, (x1, y1), (x2, y2), (0, 200, 0), thickness)
-        for x, y in face["landmarks"]:
-            cv2.circle(canvas, (int(round(x)), int(round(y))), thickness + 1, (0, 0, 255), -1)
-        label = f"{i}: {face['score']:.2f}"
-        cv2.putText(canvas, label, (x1, max(12, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.4 * thickness, (0, 200, 0),
-                    thickness)  # fmt: skip
-    return cv2.cvtColor(canvas, cv2.COLOR_BGR2RGB)
-
-
 def detect_and_annotate(images: dict[str, object], out: Path, min_score: float = 0.9) -> dict[str, dict]:
     """Detect faces in each image; write ``<name>.annotated.jpg`` and ``detections.json`` into ``out``.
 
@@ -51,7 +32,7 @@ def detect_and_annotate(images: dict[str, object], out: Path, min_score: float =
     out.mkdir(parents=True, exist_ok=True)
     detector = MTCNN(DetectorConfig(min_score=min_score))
     results: dict[str, dict] = {}
-    for name, source in images.items():
+    for (name, source), copy in zip(images.items(), annotated_names(list(images)), strict=True):
         try:
             rgb = load_rgb(source, name=name)
         except FaceageError as exc:
@@ -59,8 +40,7 @@ def detect_and_annotate(images: dict[str, object], out: Path, min_score: float =
             continue
         faces = [d.to_dict() for d in largest_first(detector.detect(rgb))]
         results[name] = {"width": int(rgb.shape[1]), "height": int(rgb.shape[0]), "faces": faces}
-        annotated = annotate(rgb, faces)
-        cv2.imwrite(str(out / _annotated_name(name)), cv2.cvtColor(annotated, cv2.COLOR_RGB2BGR))
+        write_image(out / copy, draw_detections(rgb, faces))
     (out / "detections.json").write_text(json.dumps(results, indent=1))
     return results
 
@@ -84,7 +64,7 @@ def age_demo(images: dict[str, object], out: Path, model: Path | None = None) ->
     out.mkdir(parents=True, exist_ok=True)
     estimator = AgeEstimator(model=model)
     rows, results = [], {}
-    for name, source in images.items():
+    for (name, source), copy in zip(images.items(), annotated_names(list(images)), strict=True):
         try:
             rgb = load_rgb(source, name=name)
         except FaceageError as exc:
@@ -94,7 +74,7 @@ def age_demo(images: dict[str, object], out: Path, model: Path | None = None) ->
         faces = estimator.predict(rgb)
         rows += rows_for(name, faces)
         results[name] = {"width": int(rgb.shape[1]), "height": int(rgb.shape[0]), "faces": [f.to_dict() for f in faces]}
-        cv2.imwrite(str(out / _annotated_name(name)), cv2.cvtColor(draw_faces(rgb, faces), cv2.COLOR_RGB2BGR))
+        write_image(out / copy, draw_faces(rgb, faces))
     write_rows(rows, out / "ages.csv")
     (out / "detections.json").write_text(json.dumps({"model": estimator.name, "images": results}, indent=1))
     return rows

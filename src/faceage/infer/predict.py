@@ -29,7 +29,7 @@ from faceage.detect import DetectorConfig
 from faceage.errors import FaceageError, ImageError
 from faceage.files import Replacement, make_writable_folder
 from faceage.images import DEFAULT_MAX_BYTES
-from faceage.infer.annotate import draw_faces
+from faceage.infer.annotate import annotated_names, draw_faces, write_image
 from faceage.infer.estimator import AgeEstimator, Face
 from faceage.infer.inputs import STDIN, expand_inputs, read_input, skipped_note
 
@@ -106,32 +106,8 @@ def _predict_one(task: tuple[str, bytes | None, bool, str | None]) -> tuple[str,
         faces = estimator.predict(rgb, cropped=cropped)
     except ImageError as exc:
         return path, rows_for(path, None, f"unreadable: {exc}"), ""
-    problem = ""
-    if annotate_target:
-        try:
-            written = cv2.imwrite(annotate_target, cv2.cvtColor(draw_faces(rgb, faces), cv2.COLOR_RGB2BGR))
-        except cv2.error as exc:
-            written, problem = False, str(exc).strip().splitlines()[-1]
-        if not written:
-            problem = f"{annotate_target}: the annotated copy could not be written" + (f" ({problem})" if problem
-                                                                                       else "")  # fmt: skip
+    problem = write_image(annotate_target, draw_faces(rgb, faces)) if annotate_target else ""
     return path, rows_for(path, faces), problem
-
-
-def annotated_names(paths: list[str]) -> list[str]:
-    """A distinct file name for each input's annotated copy: ``<stem>.annotated.jpg``, then ``<stem>-2...`` for the
-    next input of the same stem (``a/photo.jpg``, ``b/photo.jpg`` and ``photo.png`` are three photos)."""
-    taken: set[str] = set()
-    names = []
-    for path in paths:
-        stem = "stdin" if path == STDIN else Path(path).stem
-        name, n = f"{stem}.annotated.jpg", 1
-        while name.lower() in taken:
-            n += 1
-            name = f"{stem}-{n}.annotated.jpg"
-        taken.add(name.lower())
-        names.append(name)
-    return names
 
 
 def predict_paths(
