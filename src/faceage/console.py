@@ -7,7 +7,8 @@ import errno
 import functools
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import typer
 from rich.console import Console
@@ -44,6 +45,24 @@ def megabytes(value: float, option: str = "--max-file-mb") -> int:
 def progress_bar() -> Progress:
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     TimeRemainingColumn(), console=err_console, transient=False)  # fmt: skip
+
+
+class Tick:
+    """``update(done, total)`` of a progress bar, which also remembers the last total it was told."""
+
+    def __init__(self, bar: Progress, task):
+        self.bar, self.task, self.total = bar, task, 0
+
+    def __call__(self, done: int, total: int) -> None:
+        self.total = total
+        self.bar.update(self.task, completed=done, total=total)
+
+
+@contextmanager
+def progress(description: str) -> Iterator[Tick]:
+    """A progress bar on stderr for the ``with`` block; yields its :class:`Tick`."""
+    with progress_bar() as bar:
+        yield Tick(bar, bar.add_task(description, total=None))
 
 
 def run_guarded(app: Callable[[], None]) -> None:

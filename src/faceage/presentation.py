@@ -242,3 +242,38 @@ def show_export(console: Console, report, out: Path) -> None:
     meta = report.metadata
     console.print(f"golden outputs stored for {report.golden_faces} faces ('faceage selftest --model {out}')")
     console.print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): {meta.model}, bins {meta.bins}")
+
+
+def show_predict_end(err_console: Console, summary, rows: int, notes: list[str], problems: list[str],
+                     out: str | None, interrupted_of: int | None = None) -> int:  # fmt: skip
+    """``faceage predict``'s closing lines on stderr (notes, warnings, the summary, or how far an interrupted run
+    got: ``interrupted_of`` inputs, 0 when not known) and its exit status: 130 interrupted, 2 when an input could not
+    be read or an annotated copy not written, else 0."""
+    for note in notes:
+        err_console.print(f"note: {note}")
+    for problem in problems:
+        err_console.print(f"[yellow]warning:[/] {problem}")
+    if interrupted_of is not None:
+        where = f"; wrote their {rows} row(s) to {out}" if out else ""
+        err_console.print(f"[bold red]interrupted[/] after {summary.inputs} of {interrupted_of or '?'} input(s)"
+                          f"{where}: {summary.line()}")  # fmt: skip
+        return 130
+    err_console.print(summary.line() + (f"; wrote {out}" if out else ""))
+    return 2 if problems else summary.exit_code
+
+
+def show_judgement(console: Console, result, as_json: bool = False) -> None:
+    """``faceage gap`` (:class:`~faceage.check.GapResult`) or ``faceage recency`` (its outcome and reason), or
+    either as JSON."""
+    import json
+
+    if as_json:
+        console.print_json(json.dumps(result.to_dict()))
+    elif hasattr(result, "gap"):
+        console.print(f"apparent age {result.age:.1f} (80% interval {result.age_low:.1f}-{result.age_high:.1f}), "
+                      f"stated {result.stated_age:g}: gap {result.gap:+.1f} years ({result.gap_low:+.1f} to "
+                      f"{result.gap_high:+.1f})")  # fmt: skip
+        console.print(result.verdict)
+        console.print("This is not a medical test: apparent age depends on light, pose, make-up and the camera.")
+    else:
+        console.print(f"[bold]{result.outcome}[/]: {result.reason}")

@@ -79,6 +79,14 @@ class Samples:
     split: str | None = None  # its split, when the samples come from one
 
 
+def samples_from(data: Path, split: str = "test", photos: bool = False) -> Samples:
+    """What ``faceage evaluate --data`` names: a prepared folder (its ``split``; ``photos``: end to end), or labelled
+    photos (a folder of UTKFace-named photos, or a CSV path,age[,gender,race])."""
+    if (Path(data) / MANIFEST).is_file():
+        return samples_from_data_dir(data, split, photos=photos)
+    return samples_from_labelled(data)
+
+
 def samples_from_data_dir(data: PreparedData | Path, split: str = "test", photos: bool = False) -> Samples:
     """One split of a prepared data folder. Its faces are the aligned crops made at preparation (same detection and
     alignment code as prediction); images where preparation found no face are assigned to a split by the same

@@ -298,6 +298,20 @@ class RowWriter:
         self.replacement.discard()
 
 
+def open_outputs(out: str | Path | None, annotate_dir: Path | None) -> RowWriter | None:
+    """The writer of ``--out`` (None: the rows go to the screen) and the ``--annotate`` folder, both checked before
+    any photo is read; nothing is left behind when either cannot be used."""
+    writer = RowWriter(Path(out)) if out is not None else None
+    if annotate_dir is not None:
+        try:
+            check_annotate_dir(Path(annotate_dir))
+        except FaceageError:
+            if writer is not None:
+                writer.discard()
+            raise
+    return writer
+
+
 def stream_rows(found: Iterator[dict], writer: RowWriter | None) -> tuple[list[dict], bool]:
     """Every row of ``found`` kept and written (by ``writer``, if any) as it comes; returns (rows, interrupted).
     Ctrl-C stops the run and the output still becomes a valid file of the finished rows; any other error discards
