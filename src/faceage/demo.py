@@ -57,24 +57,20 @@ def demo_photos() -> dict[str, object]:
 def age_demo(images: dict[str, object], out: Path, model: Path | None = None) -> list[dict]:
     """Ages for every face: annotated copies, ``ages.csv`` (the predict columns) and ``detections.json``."""
     from faceage.infer import AgeEstimator
-    from faceage.infer.annotate import draw_faces
-    from faceage.infer.predict import rows_for, write_rows
+    from faceage.infer.predict import estimate_photo, write_rows
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     estimator = AgeEstimator(model=model)
     rows, results = [], {}
     for (name, source), copy in zip(images.items(), annotated_names(list(images)), strict=True):
-        try:
-            rgb = load_rgb(source, name=name)
-        except FaceageError as exc:
-            rows += rows_for(name, None, f"unreadable: {exc}")
-            results[name] = {"error": str(exc)}
-            continue
-        faces = estimator.predict(rgb)
-        rows += rows_for(name, faces)
-        results[name] = {"width": int(rgb.shape[1]), "height": int(rgb.shape[0]), "faces": [f.to_dict() for f in faces]}
-        write_image(out / copy, draw_faces(rgb, faces))
+        photo = estimate_photo(estimator, name, source, annotate_target=out / copy)
+        rows += photo.rows
+        if photo.faces is None:
+            results[name] = {"error": photo.error}
+        else:
+            width, height = photo.size
+            results[name] = {"width": width, "height": height, "faces": [f.to_dict() for f in photo.faces]}
     write_rows(rows, out / "ages.csv")
     (out / "detections.json").write_text(json.dumps({"model": estimator.name, "images": results}, indent=1))
     return rows

@@ -151,10 +151,11 @@ def _scheme_prefix(uri: str) -> str:
     return uri[: _URI.match(uri).end()]
 
 
-def read_input(path: str, data: bytes | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
+def read_input(path: str, data=None, max_pixels: int = DEFAULT_MAX_PIXELS,
                max_bytes: int = DEFAULT_MAX_BYTES) -> np.ndarray:  # fmt: skip
     """One photo as an RGB array (EXIF orientation applied), or :class:`ImageError` saying why not: ``data`` when
-    given (standard input, or bytes :func:`read_photo_bytes` read elsewhere), else the photo ``path`` names."""
+    given (standard input, bytes :func:`read_photo_bytes` read elsewhere, or pixels), else the photo ``path``
+    names."""
     if data is None:
         data = read_photo_bytes(path, max_bytes)
     return load_rgb(data, name=path, max_pixels=max_pixels, max_bytes=max_bytes)

@@ -95,19 +95,39 @@ def _init_worker(model: str | None, bins: str | None, min_face: int | None = Non
     _WORKER = worker_estimator(model, bins, min_face, max_bytes)
 
 
+@dataclass(frozen=True)
+class PhotoResult:
+    """One photo through the predict path: its rows, faces and size (None when it could not be read, ``error`` then
+    saying why), and what went wrong writing its annotated copy ("" when nothing did)."""
+
+    rows: list[dict]
+    faces: list[Face] | None
+    size: tuple[int, int] | None  # width, height
+    error: str = ""
+    problem: str = ""
+
+
+def estimate_photo(estimator: AgeEstimator, name: str, source=None, cropped: bool = False,
+                   annotate_target: str | Path | None = None) -> PhotoResult:  # fmt: skip
+    """Read the photo (``source``: its bytes, pixels or file, else the file or URI ``name``; rows are labelled
+    ``name``), estimate every face, make its rows and, given ``annotate_target``, its annotated copy; an unreadable
+    photo is an error row, never raised."""
+    try:
+        rgb = read_input(name, source, max_pixels=estimator.max_pixels, max_bytes=estimator.max_bytes)
+        faces = estimator.predict(rgb, cropped=cropped)
+    except ImageError as exc:
+        return PhotoResult(rows_for(name, None, f"unreadable: {exc}"), None, None, str(exc))
+    problem = write_image(annotate_target, draw_faces(rgb, faces)) if annotate_target else ""
+    return PhotoResult(rows_for(name, faces), faces, (int(rgb.shape[1]), int(rgb.shape[0])), "", problem)
+
+
 def _predict_one(task: tuple[str, bytes | None, bool, str | None]) -> tuple[str, list[dict], str]:
     """(path, rows, problem writing its annotated copy or "")."""
     path, data, cropped, annotate_target = task
-    estimator = _WORKER
-    if estimator is None:
+    if _WORKER is None:
         raise RuntimeError("worker not initialised")
-    try:
-        rgb = read_input(path, data, max_pixels=estimator.max_pixels, max_bytes=estimator.max_bytes)
-        faces = estimator.predict(rgb, cropped=cropped)
-    except ImageError as exc:
-        return path, rows_for(path, None, f"unreadable: {exc}"), ""
-    problem = write_image(annotate_target, draw_faces(rgb, faces)) if annotate_target else ""
-    return path, rows_for(path, faces), problem
+    result = estimate_photo(_WORKER, path, data, cropped, annotate_target)
+    return path, result.rows, result.problem
 
 
 def predict_paths(
