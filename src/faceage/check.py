@@ -1,5 +1,7 @@
 """Age assurance and the study's use cases on top of ``AgeEstimator``: screening (Challenge-N), calibration of the
-challenge age from measured rates, the apparent-age gap, and photo recency. numpy only; no I/O here.
+challenge age from measured rates, the apparent-age gap, and photo recency. The decisions are numpy only; the
+workflows of the commands (:func:`check_photos`, :func:`judged_face`, :func:`calibrate_model`) load the estimator
+or run an evaluation when called, so importing this module stays light.
 
 Every decision uses the model's *measured* error: the challenge age comes from the rate of minors passed on a
 validation split, and the gap and recency verdicts from the distribution of signed errors (estimate − true age) per
