@@ -21,7 +21,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import onnxruntime as ort
 from PIL import Image
 from skimage.transform import SimilarityTransform
 
@@ -30,6 +29,7 @@ from faceage.bins import AgeBins
 from faceage.data.prepared import PreparedData
 from faceage.detect.align import template_points
 from faceage.models.transfer import CYDRAL_AGES, CYDRAL_MEANS, cydral_onnx_path
+from faceage.onnxfile import open_session
 from faceage.preprocessing import Preprocessing
 from readme import publish
 
@@ -87,7 +87,7 @@ def main() -> None:
     val = ok[ok["split"] == "val"]
     first800 = val.head(800)
     images = originals(args.archive, set(train["member"]) | set(first800["member"]))
-    session = ort.InferenceSession(str(cydral_onnx_path()), providers=["CPUExecutionProvider"])
+    session = open_session(cydral_onnx_path(), threads=2)
     lines = []
 
     chip = dlib_chip_in_crop(images, train)

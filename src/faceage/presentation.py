@@ -138,7 +138,7 @@ def models_table(models: list, parameters: list[int]) -> Table:
     table = _table("faceage models", ("name", "predicts", "input", "parameters", "study (val acc)", "description"))
     for info, count in zip(models, parameters, strict=True):
         p = info.preprocessing
-        predicts = "age bins (cross-entropy)" if info.head == "bins" else "ages 0-100 (distribution)"
+        predicts = "ages 0-100 (distribution)" if info.predicts_ages else "age bins (cross-entropy)"
         table.add_row(info.name, predicts, f"{p.input_size}px, crop {p.crop_fraction:.0%}", f"{count:,}",
                       info.study or "-", info.description)  # fmt: skip
     return table

@@ -31,8 +31,13 @@ class ModelInfo:
     study: str = ""  # the study's reported accuracy for its counterpart, where there is one
     extra: dict = field(default_factory=dict)
 
+    @property
+    def predicts_ages(self) -> bool:
+        """A distribution over ages 0-100 (the "ages" head), else a probability per bin."""
+        return self.head == "ages"
+
     def num_outputs(self, n_bins: int) -> int:
-        return n_bins if self.head == "bins" else MAX_AGE_CLASS + 1
+        return MAX_AGE_CLASS + 1 if self.predicts_ages else n_bins
 
     def build(self, n_bins: int) -> nn.Module:
         return self.builder(self.num_outputs(n_bins))

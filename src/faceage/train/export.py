@@ -22,6 +22,7 @@ import onnx
 import torch
 
 from faceage import __version__
+from faceage.data.prepared import PreparedData
 from faceage.detect import ALIGNMENT_VERSION
 from faceage.errors import FaceageError
 from faceage.files import atomic_write_bytes
@@ -43,7 +44,7 @@ class AveragedProbabilities(torch.nn.Module):
         self.nets = torch.nn.ModuleList(fold_affine_layers(copy.deepcopy(m.net)) for m in modules)
         first = modules[0]
         wanted = first.hparams.flip_tta if flip is None else flip
-        self.flip = bool(wanted and first.head_kind == "ages")
+        self.flip = bool(wanted and first.predicts_ages)
 
     def forward(self, x):
         total = None
@@ -173,8 +174,8 @@ class ExportReport:
 
 
 def export_model(runs: list[Path], out: Path, *, name: str | None = None, float16_weights: bool = False,
-                 flip: bool | None = None, int8_data: Path | None = None, int8_faces: int = 512,
-                 offset_data: Path | None = None) -> ExportReport:  # fmt: skip
+                 flip: bool | None = None, int8_data: PreparedData | Path | None = None, int8_faces: int = 512,
+                 offset_data: PreparedData | Path | None = None) -> ExportReport:  # fmt: skip
     """``faceage export``: the checkpoints to ONNX, checked against PyTorch, then optionally given int8 weights
     (float arithmetic; checked on ``int8_faces`` validation faces of ``int8_data``) and the age offset measured on
     the val faces of ``offset_data``; last, the file's golden outputs are computed and stored
@@ -193,6 +194,9 @@ def export_model(runs: list[Path], out: Path, *, name: str | None = None, float1
 
     if int8_data is not None and float16_weights:
         raise FaceageError("choose --int8 or --float16-weights, not both (int8 weights are smaller still)")
+    opened: dict[str, PreparedData] = {}  # each prepared folder opened once, before any work
+    int8_data, offset_data = (None if d is None else opened.setdefault(str(d), PreparedData.of(d))
+                              for d in (int8_data, offset_data))  # fmt: skip
     quantization = kernels = offset = None
     with tempfile.TemporaryDirectory() as tmp:
         float_path, result = Path(tmp) / "float.onnx", Path(tmp) / "model.onnx"

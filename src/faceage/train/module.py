@@ -69,6 +69,11 @@ class AgeModule(L.LightningModule):
         )
 
     @property
+    def predicts_ages(self) -> bool:
+        """The "ages" head (a distribution over ages 0-100), else the "bins" head."""
+        return self.head_kind == "ages"
+
+    @property
     def backbone(self) -> torch.nn.Module:
         """The pretrained part, for Lightning's BackboneFinetuning (transfer models only)."""
         return self.net.backbone
@@ -77,11 +82,11 @@ class AgeModule(L.LightningModule):
         return self.net(x)
 
     def probabilities(self, x: torch.Tensor, flip: bool) -> torch.Tensor:
-        return flip_averaged(self.net, x, flip and self.head_kind == "ages")
+        return flip_averaged(self.net, x, flip and self.predicts_ages)
 
     def outputs(self, probs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(age in years, bin probabilities) from the head's probabilities."""
-        if self.head_kind == "ages":
+        if self.predicts_ages:
             return probs @ self.ages, probs @ self.age_to_bin
         return self.bin_ages[probs.argmax(dim=1)], probs
 
@@ -98,7 +103,7 @@ class AgeModule(L.LightningModule):
              teacher: torch.Tensor | None = None, target: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
         """Cross-entropy for "bins" heads; for "ages" heads cross-entropy against ``target`` (default: the soft
         target of ``ages``) plus the L1 term on the expected age."""
-        if self.head_kind == "bins":
+        if not self.predicts_ages:
             return F.cross_entropy(logits, bins)
         soft = self.soft_target(ages, teacher) if target is None else target
         log_probs = F.log_softmax(logits, dim=1)
@@ -118,7 +123,7 @@ class AgeModule(L.LightningModule):
     def _step(self, batch, stage: str) -> torch.Tensor:
         x, ages, bins, *teacher = batch  # a fourth element: the teacher's probabilities (training only)
         teacher_probs = teacher[0] if teacher else None
-        if stage == "train" and self.head_kind == "ages" and self.hparams.recipe.get("mixup", 0.0) > 0:
+        if stage == "train" and self.predicts_ages and self.hparams.recipe.get("mixup", 0.0) > 0:
             # training metrics are then measured on the mixed faces against their mixed ages
             x, target, ages = self._mixup(x, ages, teacher_probs)
             logits = self(x)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from faceage.data.prepared import PreparedData
 from faceage.distribution import expected_age
 from faceage.errors import FaceageError
 from faceage.onnxfile import open_session, probabilities, read_metadata, update_metadata
@@ -41,7 +42,7 @@ class AgeOffset:
                 "mae_before": round(self.mae_before, 3), "mae_after": round(self.mae_after, 3)}  # fmt: skip
 
 
-def measure_age_offset(model: Path, data_dir: Path, min_faces: int = MIN_FACES) -> AgeOffset:
+def measure_age_offset(model: Path, data_dir: PreparedData | Path, min_faces: int = MIN_FACES) -> AgeOffset:
     """The median of (true age - expected age) of ``model`` (a file from ``faceage export``) over the validation faces
     of the prepared folder ``data_dir`` (at least ``min_faces`` of them)."""
     from faceage.train.data import load_split_arrays
@@ -69,7 +70,7 @@ def measure_age_offset(model: Path, data_dir: Path, min_faces: int = MIN_FACES) 
                      f"{data_dir} ({SPLIT} split)")  # fmt: skip
 
 
-def apply_age_offset(model: Path, data_dir: Path, min_faces: int = MIN_FACES) -> AgeOffset:
+def apply_age_offset(model: Path, data_dir: PreparedData | Path, min_faces: int = MIN_FACES) -> AgeOffset:
     """Measure the offset of ``model`` on ``data_dir`` and store it in the file's metadata."""
     offset = measure_age_offset(model, data_dir, min_faces)
     update_metadata(model, age_offset=offset.to_metadata())

@@ -81,7 +81,7 @@ def train_model(
         batch_size=batch_size or recipe.batch_size,
         lr=lr or recipe.lr,
     ).with_settings(recipe_settings or [])
-    if teacher is not None and info.head != "ages":
+    if teacher is not None and not info.predicts_ages:
         raise FaceageError(f"{model_name} predicts bins; only models with an age-distribution head can be taught")
     if not 0.0 <= recipe.distill_weight <= 1.0:
         raise FaceageError(f"distill_weight must be between 0 and 1, got {recipe.distill_weight}")
@@ -106,7 +106,7 @@ def train_model(
     module = AgeModule(model_name, bins.spec, info.preprocessing.to_dict(), info.head, asdict(recipe),
                        datamodule.bin_representative_ages().tolist(), sigma=recipe.sigma,
                        l1_weight=recipe.l1_weight, fit_on=fit_on)  # fmt: skip
-    monitor, mode = ("val_mae", "min") if info.head == "ages" else ("val_acc", "max")
+    monitor, mode = ("val_mae", "min") if info.predicts_ages else ("val_acc", "max")
     if refit:  # final weights only (last.ckpt)
         callbacks = [ModelCheckpoint(dirpath=out / "checkpoints", save_top_k=0, save_last=True)]
     else:
