@@ -278,6 +278,8 @@ def predict(
 
     settings = {"model": str(model) if model else None, "bins": bins, "cropped": cropped, "min_face": min_face,
                 "max_bytes": megabytes(max_file_mb)}  # fmt: skip
+    problems: list[str] = []
+    notes: list[str] = []
     if engine is Engine.ray:
         from faceage.infer import batch
 
@@ -285,13 +287,11 @@ def predict(
             raise FaceageError("--annotate draws into a folder of this machine: leave --engine ray out for it")
         options = batch.RayOptions(address=ray_address, workers=workers)
         if out is not None and batch.is_folder_output(out):
-            summary = batch.write_parquet_folder(inputs, out, options, notes=(notes := []), **settings)
+            summary = batch.write_parquet_folder(inputs, out, options, notes=notes, **settings)
             raise typer.Exit(shown.show_predict_end(err_console, summary, 0, notes, [], f"Parquet files into {out}"))
     elif ray_address is not None:
         raise FaceageError("--ray-address is for --engine ray")
     writer = open_outputs(out, annotate)  # a place that cannot be written fails before any work
-    problems: list[str] = []
-    notes: list[str] = []
     with progress("predict") as tick:
         if engine is Engine.ray:
             found = batch.predict_rows(inputs, options, progress=tick, notes=notes, **settings)

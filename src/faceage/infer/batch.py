@@ -42,6 +42,8 @@ from faceage.infer.inputs import (
     PATH_COLUMN,
     STDIN,
     TABLE_SUFFIXES,
+    check_path_column,
+    csv_options,
     expand_inputs,
     is_uri,
     read_input,
@@ -221,16 +223,18 @@ class RayRun:
         workers = self.workers()
         ray.data.DataContext.get_current().execution_options.preserve_order = ordered
         if len(inputs) == 1 and Path(inputs[0]).suffix.lower() in TABLE_SUFFIXES and Path(inputs[0]).is_file():
-            photos = _read_table(ray, inputs[0])
-            photos = photos.repartition(input_blocks(photos.count(), workers))
+            table = _read_table(ray, inputs[0])
+            count = table.count()  # reads the table once; the plan below reads it again as it runs
+            photos = table.repartition(input_blocks(count, workers))
         else:
             skipped: list[str] = []
             paths = expand_inputs(inputs, skipped)
             if skipped and notes is not None:
                 notes.append(skipped_note(skipped))
-            blocks = input_blocks(len(paths), workers)
-            photos = ray.data.from_items([{PATH_COLUMN: p} for p in paths], override_num_blocks=blocks)
-        count = photos.count()
+            count = len(paths)
+            photos = ray.data.from_items(
+                [{PATH_COLUMN: p} for p in paths], override_num_blocks=input_blocks(count, workers)
+            )
         read = photos.map_batches(read_photos, batch_size=None, num_cpus=READ_CPUS, batch_format="numpy",
                                   fn_kwargs={"max_bytes": max_bytes})  # fmt: skip
         args = (SharedModel.put(ray, model), bins, min_face, max_bytes, cropped, faceage.__version__)
@@ -259,15 +263,10 @@ def _read_table(ray, source: str):
     except (OSError, pa.ArrowInvalid) as exc:
         raise FaceageError(f"{source}: cannot be read as a table of photos ({str(exc).splitlines()[0]}); give a "
                            f".csv or .parquet table with a '{PATH_COLUMN}' column") from None  # fmt: skip
-    if PATH_COLUMN not in columns:
-        raise FaceageError(f"{source}: has no '{PATH_COLUMN}' column (it has {', '.join(columns) or 'none'}); name "
-                           f"the column of photos '{PATH_COLUMN}'")  # fmt: skip
+    check_path_column(source, columns)
     if parquet:
-        table = ray.data.read_parquet(source).select_columns([PATH_COLUMN])
-    else:
-        options = pa_csv.ConvertOptions(column_types={PATH_COLUMN: pa.string()}, include_columns=[PATH_COLUMN])
-        table = ray.data.read_csv(source, convert_options=options)
-    return table
+        return ray.data.read_parquet(source).select_columns([PATH_COLUMN])
+    return ray.data.read_csv(source, convert_options=csv_options(include_columns=[PATH_COLUMN]))
 
 
 def _check_request(inputs: list[str], model: str | Path | None, bins: str | None, min_face: int | None,

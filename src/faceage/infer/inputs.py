@@ -101,13 +101,26 @@ def read_photo_list(source: str) -> list[str]:
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise FaceageError(f"{source}: cannot be read as a list of photos ({exc}); give a text file with one photo "
                            "per line, or a .csv / .parquet table with a 'path' column") from None  # fmt: skip
-    if PATH_COLUMN not in table.column_names:
-        raise FaceageError(f"{source}: has no '{PATH_COLUMN}' column (it has {', '.join(table.column_names) or 'none'})"
-                           f"; name the column of photos '{PATH_COLUMN}'")  # fmt: skip
+    check_path_column(source, table.column_names)
     column = table.column(PATH_COLUMN)
     if column.null_count:
         raise FaceageError(f"{source}: {column.null_count} row(s) have no '{PATH_COLUMN}'; give a photo on every row")
     return [str(value) for value in column.to_pylist()]
+
+
+def check_path_column(source: str, columns: list[str]) -> None:
+    """A table of photos must have a ``path`` column; the message names the columns it has."""
+    if PATH_COLUMN not in columns:
+        raise FaceageError(f"{source}: has no '{PATH_COLUMN}' column (it has {', '.join(columns) or 'none'}); name the "
+                           f"column of photos '{PATH_COLUMN}'")  # fmt: skip
+
+
+def csv_options(**more):
+    """How a CSV table of photos is read: the ``path`` column as text ("001.jpg" stays a name, not a number)."""
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+
+    return pa_csv.ConvertOptions(column_types={PATH_COLUMN: pa.string()}, **more)
 
 
 def _read_table(source: str):
@@ -117,7 +130,7 @@ def _read_table(source: str):
 
     if Path(source).suffix.lower() == ".parquet":
         return pq.read_table(source)
-    options = pa_csv.ConvertOptions(column_types={PATH_COLUMN: pa.string()})  # "001.jpg" stays a name, not a number
+    options = csv_options()
     try:
         return pa_csv.read_csv(source, convert_options=options)
     except pa.ArrowInvalid as exc:

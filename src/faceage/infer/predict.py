@@ -238,11 +238,16 @@ def arrow_schema():
     return pa.schema([(name, types.get(name, pa.string())) for name in COLUMNS])
 
 
+def with_nulls(row: dict) -> dict:
+    """A row with its blank cells as nulls: how JSON Lines and Parquet write what CSV leaves empty."""
+    return {k: (None if v == "" else v) for k, v in row.items()}
+
+
 def rows_to_arrow(rows: list[dict]):
     """Rows of :func:`rows_for` as an Arrow table of :func:`arrow_schema` ("" becomes null)."""
     import pyarrow as pa
 
-    return pa.Table.from_pylist([{k: (None if v == "" else v) for k, v in row.items()} for row in rows],
+    return pa.Table.from_pylist([with_nulls(row) for row in rows],
                                 schema=arrow_schema())  # fmt: skip
 
 
@@ -291,7 +296,7 @@ class RowWriter:
             if self.suffix == ".csv":
                 self.csv.writerow(row)
             else:
-                self.handle.write(json.dumps({k: (None if v == "" else v) for k, v in row.items()}) + "\n")
+                self.handle.write(json.dumps(with_nulls(row)) + "\n")
             self.rows += 1
         self.handle.flush()
 
