@@ -112,3 +112,46 @@ def test_every_registered_model_trains_a_step_exports_and_matches_onnx(info, tmp
         expected = wrapper(faces).numpy()
     assert got.shape == (4, 5 if info.head == "bins" else 101)
     assert float(np.abs(got - expected).max()) <= 1e-4
+
+
+@pytest.fixture(scope="module")
+def dlib_face():
+    import dlib
+
+    from faceage.models.dlib_face import DlibFaceResNet, dlib_face_path
+
+    return DlibFaceResNet().load_dlib_weights().eval(), dlib.face_recognition_model_v1(str(dlib_face_path()))
+
+
+def test_dlib_face_network_reads_its_own_file():
+    from faceage.models.dlib_face import DLIB_MEANS, read_dlib_face_weights
+
+    weights = read_dlib_face_weights()
+    assert np.allclose(weights.means, DLIB_MEANS, atol=1e-3) and weights.input_size == 150
+    assert len(weights.convolutions) == 29 and weights.projection.shape == (256, 128)
+    assert weights.convolutions[0][0].shape == (32, 3, 7, 7) and weights.convolutions[-1][0].shape == (256, 256, 3, 3)
+
+
+def test_dlib_face_network_rebuilt_in_torch_matches_dlib_on_real_faces(dlib_face, photos):
+    """The 128-D descriptor of the PyTorch rebuild equals dlib's own on face chips of a real photo."""
+    from faceage.models.dlib_face import DLIB_FACE_INPUT
+
+    net, reference = dlib_face
+    rgb = load_rgb(photos / "multiface.jpg")
+    chips = [DLIB_FACE_INPUT.resize(align_face(rgb, d.landmarks).image) for d in MTCNN().detect(rgb)]
+    assert len(chips) >= 2
+    theirs = np.array([reference.compute_face_descriptor(np.ascontiguousarray(chip)) for chip in chips])
+    with torch.no_grad():
+        ours = net(torch.from_numpy(DLIB_FACE_INPUT.normalize(np.stack(chips)))).numpy()
+    assert np.abs(theirs - ours).max() <= 1e-4
+    assert np.linalg.norm(theirs[0] - theirs[1]) > 0.3  # two different people: the check can tell faces apart
+
+
+def test_a_file_that_is_not_dlibs_network_is_refused(tmp_path):
+    from faceage.errors import WeightsError
+    from faceage.models.dlib_face import read_dlib_face_weights
+
+    bogus = tmp_path / "not-a-network.dat"
+    bogus.write_bytes(b"\x01\x05hello" * 10)
+    with pytest.raises(WeightsError, match="not dlib's face-recognition network"):
+        read_dlib_face_weights(bogus)
