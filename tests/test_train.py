@@ -161,6 +161,39 @@ def test_mixup_blends_faces_targets_and_ages(prepared_subset, tmp_path):
     assert result.summary["recipe"]["mixup"] == 0.4 and result.summary["val_mae"] > 0
 
 
+def test_rare_ages_weigh_more_under_label_distribution_smoothing():
+    import numpy as np
+
+    from faceage.train.module import age_weights
+
+    ages = np.array([25.0] * 90 + [70.0] * 10)
+    assert age_weights(ages, "none", 2.0) is None
+    inverse, sqrt_inverse = (np.array(age_weights(ages, rule, 2.0)) for rule in ("inverse", "sqrt-inverse"))
+    for weights in (inverse, sqrt_inverse):
+        assert weights.shape == (101,) and np.isclose(weights[np.round(ages).astype(int)].mean(), 1.0)
+    assert np.isclose(inverse[70] / inverse[25], 9.0, rtol=1e-3)  # nine times rarer, nine times the weight
+    assert np.isclose(sqrt_inverse[70] / sqrt_inverse[25], 3.0, rtol=1e-3)
+    with pytest.raises(FaceageError, match="reweight must be one of"):
+        age_weights(ages, "balanced", 2.0)
+    with pytest.raises(FaceageError, match="lds_sigma"):
+        age_weights(ages, "inverse", 0.0)
+
+
+def test_the_age_weights_weigh_each_faces_loss(prepared_subset, tmp_path):
+    bins, bin_ages = "0-20,21-26,27-35,36-50,51+", [10, 23, 30, 42, 60]
+    logits, ages, labels = torch.randn(2, 101), torch.tensor([25.0, 70.0]), torch.tensor([1, 4])
+    plain = AgeModule("transfer", bins, {}, "ages", {}, bin_ages)
+    weights = [1.0] * 101
+    weights[70] = 3.0
+    weighted = AgeModule("transfer", bins, {}, "ages", {}, bin_ages, age_weights=weights)
+    each = torch.stack([plain.loss(logits[i : i + 1], ages[i : i + 1], labels[i : i + 1]) for i in range(2)])
+    assert torch.allclose(plain.loss(logits, ages, labels), each.mean())
+    assert torch.allclose(weighted.loss(logits, ages, labels), (each[0] + 3 * each[1]) / 4)
+    result = train_model(prepared_subset, "transfer", tmp_path / "lds", epochs=1, limit=16, progress=False,
+                         recipe_settings=["reweight=sqrt-inverse"])  # fmt: skip
+    assert result.summary["recipe"]["reweight"] == "sqrt-inverse" and result.summary["val_mae"] > 0
+
+
 def test_fit_on_train_and_val_learns_from_both_and_keeps_the_final_weights(prepared_subset, tmp_path):
     result = train_model(prepared_subset, "transfer-ema", tmp_path / "refit", epochs=2, limit=32, fit_on="train+val",
                          progress=False)  # fmt: skip

@@ -37,10 +37,32 @@ def flip_averaged(net: torch.nn.Module, x: torch.Tensor, flip: bool) -> torch.Te
     return probs
 
 
+def age_weights(train_ages: np.ndarray, rule: str, sigma: float) -> list[float] | None:
+    """The loss weight of each age 0-100 under the recipe's ``reweight`` rule (None for "none"): the inverse (or its
+    square root) of the training faces' age density smoothed by a Gaussian of ``sigma`` years (LDS, Yang et al.
+    2021), scaled so that the training faces' mean weight is 1."""
+    from scipy.ndimage import gaussian_filter1d
+
+    from faceage.errors import FaceageError
+
+    rules = {"none": None, "inverse": 1.0, "sqrt-inverse": 0.5}
+    if rule not in rules:
+        raise FaceageError(f"reweight must be one of {', '.join(rules)}, got '{rule}'")
+    if rules[rule] is None:
+        return None
+    if sigma <= 0:
+        raise FaceageError(f"lds_sigma must be above 0 years, got {sigma}")
+    index = np.clip(np.round(train_ages), 0, MAX_AGE_CLASS).astype(int)
+    counts = np.bincount(index, minlength=MAX_AGE_CLASS + 1).astype(np.float64)
+    density = gaussian_filter1d(counts, sigma, mode="nearest")
+    weights = np.maximum(density, density.max() * 1e-3) ** -rules[rule]
+    return (weights / weights[index].mean()).tolist()
+
+
 class AgeModule(L.LightningModule):
     def __init__(self, model_name: str, bins: str, preprocessing: dict, head: str, recipe: dict,
                  bin_ages: list[float], sigma: float = 2.0, l1_weight: float = 0.1, flip_tta: bool = True,
-                 fit_on: str = "train"):  # fmt: skip
+                 fit_on: str = "train", age_weights: list[float] | None = None):  # fmt: skip
         super().__init__()
         self.save_hyperparameters()
         self.bins = AgeBins.parse(bins)
@@ -51,6 +73,9 @@ class AgeModule(L.LightningModule):
         owner = torch.as_tensor(np.asarray(self.bins.index(AGES)), dtype=torch.long)
         self.register_buffer("age_to_bin", F.one_hot(owner, len(self.bins)).float(), persistent=False)
         self.register_buffer("ages", torch.as_tensor(AGES, dtype=torch.float32), persistent=False)
+        # a weight per age 0-100 for the training loss (faceage.train.module.age_weights), all 1 without re-weighting
+        weights = torch.ones(MAX_AGE_CLASS + 1) if age_weights is None else torch.tensor(age_weights)
+        self.register_buffer("age_weights", weights.float(), persistent=False)
         self.metrics = torch.nn.ModuleDict(
             {
                 f"{stage}_metrics": torchmetrics.MetricCollection(
@@ -108,7 +133,9 @@ class AgeModule(L.LightningModule):
         soft = self.soft_target(ages, teacher) if target is None else target
         log_probs = F.log_softmax(logits, dim=1)
         expected = log_probs.exp() @ self.ages
-        return -(soft * log_probs).sum(dim=1).mean() + self.hparams.l1_weight * (expected - ages).abs().mean()
+        per_face = -(soft * log_probs).sum(dim=1) + self.hparams.l1_weight * (expected - ages).abs()
+        weights = self.age_weights[ages.round().long().clamp(0, MAX_AGE_CLASS)]
+        return (weights * per_face).sum() / weights.sum()
 
     def _mixup(self, x: torch.Tensor, ages: torch.Tensor, teacher: torch.Tensor | None):
         """Mixup (Zhang et al. 2018) for the "ages" head: faces, soft targets and ages mixed with one Beta(a, a) weight

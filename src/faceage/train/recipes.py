@@ -29,6 +29,11 @@ class Recipe:
     ema_decay: float | None = None  # keep an exponential moving average of the weights (validated, saved, exported)
     distill_weight: float = 0.5  # with a teacher (faceage train --teacher): its share of the soft target
     mixup: float = 0.0  # "ages" heads: mixup (Beta(a, a) weights) of faces and their soft labels; 0 = off
+    # "ages" heads, rare ages weighed up (label-distribution smoothing, Yang et al. 2021): each face's loss times
+    # 1/density ("inverse") or 1/sqrt(density) ("sqrt-inverse") of its age among the training faces, the density
+    # smoothed with a Gaussian of lds_sigma years; "none" = every face alike
+    reweight: str = "none"
+    lds_sigma: float = 2.0
 
     def with_settings(self, settings: list[str]) -> Recipe:
         """This recipe with ``KEY=VALUE`` settings applied (``faceage train --recipe``), read as the field's type."""

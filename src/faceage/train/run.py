@@ -34,7 +34,7 @@ from faceage.errors import FaceageError
 from faceage.metrics import band_errors
 from faceage.models import count_parameters, get_model_info
 from faceage.train.data import FaceDataModule, check_fit_on
-from faceage.train.module import AgeModule
+from faceage.train.module import AgeModule, age_weights
 from faceage.train.recipes import recipe_for
 from faceage.train.teacher import Teacher
 
@@ -105,7 +105,9 @@ def train_model(
                                 fit_on=fit_on)  # fmt: skip
     module = AgeModule(model_name, bins.spec, info.preprocessing.to_dict(), info.head, asdict(recipe),
                        datamodule.bin_representative_ages().tolist(), sigma=recipe.sigma,
-                       l1_weight=recipe.l1_weight, fit_on=fit_on)  # fmt: skip
+                       l1_weight=recipe.l1_weight, fit_on=fit_on,
+                       age_weights=age_weights(datamodule.arrays["train"].ages, recipe.reweight, recipe.lds_sigma)
+                       if info.predicts_ages else None)  # fmt: skip
     monitor, mode = ("val_mae", "min") if info.predicts_ages else ("val_acc", "max")
     if refit:  # final weights only (last.ckpt)
         callbacks = [ModelCheckpoint(dirpath=out / "checkpoints", save_top_k=0, save_last=True)]
