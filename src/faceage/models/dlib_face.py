@@ -11,7 +11,8 @@ Architecture (dlib's ``dnn_face_recognition_ex.cpp``; each convolution followed 
 
 The blocks are the same ``ares`` / ``ares_down`` as Cydral's age network (:mod:`faceage.models.transfer`). The
 network was trained for face recognition (about 3 million faces), not for age: our ``dlibface`` model keeps the
-backbone and puts a new head over ages 0-100 on the 256 pooled features, then fine-tunes all layers.
+backbone and puts a new head over ages 0-100 on the 256 pooled features, then fine-tunes all layers (the backbone at
+a thirtieth of the head's learning rate: at a tenth or more its features broke down within a hundred steps).
 
 dlib's format, as far as this reader needs it: an integer is one byte (low four bits: how many little-endian bytes
 follow; bit 7: negative) and its bytes; a string is such a length and its characters; a float is an integer
@@ -169,9 +170,10 @@ class DlibFaceResNet(nn.Module):
             nn.AdaptiveAvgPool2d(1),
             nn.Flatten(),
         )
-        # the age model drops the descriptor's projection: its head reads the 256 pooled features
+        # the age model drops the descriptor's projection: its head reads the 256 pooled features, standardised by a
+        # batch-norm (they are all positive, mean ~1.1 and spread ~0.3: a bare linear head learnt from them slowly)
         self.descriptor = nn.Linear(256, 128, bias=False) if head_outputs is None else None
-        self.head = None if head_outputs is None else nn.Linear(256, head_outputs)
+        self.head = None if head_outputs is None else nn.Sequential(nn.BatchNorm1d(256), nn.Linear(256, head_outputs))
 
     def forward(self, x):
         features = self.backbone(x)
