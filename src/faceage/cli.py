@@ -236,6 +236,8 @@ def export(
                                                               "offset stored in the model: the median of (true age - "
                                                               "estimate), which lowers the absolute error "
                                                               "(faceage.train.offset).")] = None,
+    weights: Annotated[str | None, typer.Option(help="Each run's share of the average, comma-separated in the order "
+                                                     "of the runs, e.g. 2,1,1 (default: equal).")] = None,
 ) -> None:  # fmt: skip
     """Export trained model(s) to ONNX (preprocessing and bins in the metadata) and check parity with PyTorch."""
     from faceage.train.export import export_model
@@ -244,9 +246,13 @@ def export(
         raise FaceageError("--int8 needs --calibration-data DATA_DIR (a folder written by 'faceage prepare')")
     if calibration_data is not None and not int8:
         raise FaceageError("--calibration-data is only used with --int8")
+    try:
+        shares = None if weights is None else [float(w) for w in weights.split(",")]
+    except ValueError:
+        raise FaceageError(f"--weights {weights}: give numbers separated by commas, one per run, e.g. 2,1,1") from None
     report = export_model(runs, out, name=name, float16_weights=float16_weights, flip=flip,
                           int8_data=calibration_data, int8_faces=calibration_faces,
-                          offset_data=age_offset_data)  # fmt: skip
+                          offset_data=age_offset_data, weights=shares)  # fmt: skip
 
     shown.show_export(console, report, out)
 

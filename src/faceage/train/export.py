@@ -2,8 +2,10 @@
 
 The graph takes the normalised N×3×S×S input and returns probabilities: over ages 0-100 for "ages" models (the
 average of the face and its mirror image, the same flip averaging as in evaluation), over the bins for "bins"
-models. Several runs of the same preprocessing and bins (e.g. seeds) export as one ensemble that averages their
-probabilities. Everything needed to use it (model name, head, bins, preprocessing, alignment) is stored as JSON in the
+models. Several runs of the same bins and head export as one ensemble that averages their probabilities (with
+``weights``, a weighted average). Runs with other input crops can be averaged too when their crops lie inside the
+first run's (same normalisation, e.g. Cydral's 64 px crop inside dlibface's 150 px one): the file takes the first
+run's input and the graph resamples the other members' crops from it (:func:`area_resampling`). Everything needed to use it (model name, head, bins, preprocessing, alignment) is stored as JSON in the
 ONNX metadata under the key ``faceage``, so inference never needs torch or the checkpoint.
 """
 
@@ -28,6 +30,7 @@ from faceage.errors import FaceageError
 from faceage.files import atomic_write_bytes
 from faceage.models.transfer import fold_affine_layers
 from faceage.onnxfile import ModelMetadata, open_session, set_metadata
+from faceage.preprocessing import Preprocessing
 from faceage.train.module import AgeModule, flip_averaged
 
 if TYPE_CHECKING:
@@ -35,32 +38,93 @@ if TYPE_CHECKING:
     from faceage.train.quantize import KernelAgreement, QuantizationError
 
 
-class AveragedProbabilities(torch.nn.Module):
-    """Probabilities of one or several trained modules (averaged), with flip averaging for "ages" models (``flip``:
-    None follows the modules' own setting; False halves the cost)."""
+def _crop_span(preprocessing: Preprocessing, centre: float) -> tuple[int, int]:
+    """(first pixel, pixels) of the aligned crop that ``preprocessing`` keeps along one axis (as its ``resize``)."""
+    side = preprocessing.aligned_size
+    keep = int(round(side * preprocessing.crop_fraction))
+    start = (side - keep) // 2 if centre == 0.5 else min(max(int(round(side * centre - keep / 2)), 0), side - keep)
+    return start, keep
 
-    def __init__(self, modules: list[AgeModule], flip: bool | None = None):
+
+def area_resampling(source: Preprocessing, target: Preprocessing, axis: str) -> np.ndarray:
+    """The target-size × source-size matrix that makes the ``target`` input's rows (``axis`` "y") or columns ("x")
+    from the ``source`` input's: each target pixel is the area average of the source pixels it covers, as OpenCV's
+    INTER_AREA resizes. The target's crop must lie inside the source's, with the same normalisation."""
+    same_values = np.allclose(source.mean + source.std, target.mean + target.std, rtol=0, atol=1e-3)
+    if not same_values or source.aligned_size != target.aligned_size:
+        raise FaceageError("members with another normalisation or aligned crop size cannot share one input")
+    centre = (source.center_y, target.center_y) if axis == "y" else (0.5, 0.5)
+    (s_start, s_keep), (t_start, t_keep) = _crop_span(source, centre[0]), _crop_span(target, centre[1])
+    if t_start < s_start or t_start + t_keep > s_start + s_keep:
+        raise FaceageError(f"a member's crop ({target.crop_fraction:.0%} of the face) reaches outside the first run's "
+                           f"({source.crop_fraction:.0%}): give the run with the widest crop first")  # fmt: skip
+    s_edges = s_start + np.arange(source.input_size + 1) * s_keep / source.input_size
+    t_edges = t_start + np.arange(target.input_size + 1) * t_keep / target.input_size
+    overlap = np.minimum(t_edges[1:, None], s_edges[None, 1:]) - np.maximum(t_edges[:-1, None], s_edges[None, :-1])
+    weights = np.clip(overlap, 0.0, None)
+    return (weights / weights.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+class Resampled(torch.nn.Module):
+    """A member network whose input is resampled in the graph from the shared input (two constant matrix products)."""
+
+    def __init__(self, net: torch.nn.Module, source: Preprocessing, target: Preprocessing):
         super().__init__()
-        self.nets = torch.nn.ModuleList(fold_affine_layers(copy.deepcopy(m.net)) for m in modules)
+        self.net = net
+        self.register_buffer("rows", torch.from_numpy(area_resampling(source, target, "y")))
+        self.register_buffer("cols", torch.from_numpy(area_resampling(source, target, "x")).T.contiguous())
+
+    def forward(self, x):
+        return self.net(self.rows @ x @ self.cols)
+
+
+class AveragedProbabilities(torch.nn.Module):
+    """Probabilities of one or several trained modules (averaged, or weighted by ``weights``), with flip averaging
+    for "ages" models (``flip``: None follows the modules' own setting; False halves the cost). Members whose input
+    differs from the first's get it resampled in the graph (:class:`Resampled`)."""
+
+    def __init__(self, modules: list[AgeModule], flip: bool | None = None, weights: list[float] | None = None):
+        super().__init__()
+        source = Preprocessing.from_dict(modules[0].hparams.preprocessing)
+        nets = []
+        for module in modules:
+            net = fold_affine_layers(copy.deepcopy(module.net))
+            target = Preprocessing.from_dict(module.hparams.preprocessing)
+            nets.append(net if target == source else Resampled(net, source, target))
+        self.nets = torch.nn.ModuleList(nets)
+        self.weights = member_weights(weights, len(modules))
         first = modules[0]
         wanted = first.hparams.flip_tta if flip is None else flip
         self.flip = bool(wanted and first.predicts_ages)
 
     def forward(self, x):
         total = None
-        for net in self.nets:
-            probs = flip_averaged(net, x, self.flip)
+        for net, weight in zip(self.nets, self.weights, strict=True):
+            probs = flip_averaged(net, x, self.flip) * weight
             total = probs if total is None else total + probs
-        return total / len(self.nets)
+        return total
+
+
+def member_weights(weights: list[float] | None, members: int) -> list[float]:
+    """Each member's share of the average (``weights`` scaled to sum to 1; equal shares without them)."""
+    if weights is None:
+        return [1.0 / members] * members
+    if len(weights) != members or any(not np.isfinite(w) or w < 0 for w in weights) or sum(weights) <= 0:
+        raise FaceageError(f"give one weight of 0 or more per run ({members} runs), not all 0; got {list(weights)}")
+    return [float(w) / sum(weights) for w in weights]
 
 
 def load_modules(runs: list[Path]) -> list[AgeModule]:
     modules = [AgeModule.load_from_checkpoint(find_checkpoint(r), map_location="cpu").eval() for r in runs]
     first = modules[0].hparams
+    source = Preprocessing.from_dict(first.preprocessing)
     for run, module in zip(runs, modules, strict=True):
         h = module.hparams
-        if (h.preprocessing, h.bins, h.head) != (first.preprocessing, first.bins, first.head):
-            raise FaceageError(f"{run} uses other preprocessing, bins or head than {runs[0]}; they cannot be averaged")
+        if (h.bins, h.head) != (first.bins, first.head):
+            raise FaceageError(f"{run} uses other bins or head than {runs[0]}; they cannot be averaged")
+        target = Preprocessing.from_dict(h.preprocessing)
+        if target != source:
+            area_resampling(source, target, "y")  # refuses what cannot be resampled from the first run's input
     return modules
 
 
@@ -104,23 +168,24 @@ def store_weights_as_float16(model: onnx.ModelProto, min_size: int = 1024) -> on
 
 
 def export_onnx(runs: Path | list[Path], out: Path, name: str | None = None, float16_weights: bool = False,
-                flip: bool | None = None) -> ModelMetadata:  # fmt: skip
+                flip: bool | None = None, weights: list[float] | None = None) -> ModelMetadata:  # fmt: skip
     """Export the best checkpoint of one run (or the average of several); returns the metadata written."""
     runs = [Path(runs)] if isinstance(runs, str | Path) else [Path(r) for r in runs]
     if not runs:
         raise FaceageError("give at least one run folder to export")
     modules = load_modules(runs)
     module = modules[0]
-    wrapper = AveragedProbabilities(modules, flip=flip).eval()
+    wrapper = AveragedProbabilities(modules, flip=flip, weights=weights).eval()
     size = int(module.hparams.preprocessing["input_size"])
     buffer = io.BytesIO()
     with warnings.catch_warnings():  # sizes read as plain ints are meant to become constants (fixed input size)
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         _export_graph(wrapper, size, buffer)
     model = onnx.load_from_string(buffer.getvalue())
+    kinds = list(dict.fromkeys(m.hparams.model_name for m in modules))  # each architecture once, first run's first
     metadata = ModelMetadata(
-        name=name or module.hparams.model_name + (f"-ensemble{len(runs)}" if len(runs) > 1 else ""),
-        model=module.hparams.model_name,
+        name=name or "+".join(kinds) + (f"-ensemble{len(runs)}" if len(runs) > 1 else ""),
+        model="+".join(kinds),
         members=len(runs),
         version=__version__,
         head=module.head_kind,
@@ -154,11 +219,13 @@ def _export_graph(wrapper: torch.nn.Module, size: int, buffer: io.BytesIO) -> No
     )
 
 
-def parity(runs: Path | list[Path], onnx_path: Path, inputs: np.ndarray, flip: bool | None = None) -> float:
+def parity(runs: Path | list[Path], onnx_path: Path, inputs: np.ndarray, flip: bool | None = None,
+           weights: list[float] | None = None) -> float:  # fmt: skip
     """Largest absolute difference between the checkpoints (torch) and the exported file (ONNX Runtime)."""
     runs = [Path(runs)] if isinstance(runs, str | Path) else [Path(r) for r in runs]
     with torch.no_grad():
-        expected = AveragedProbabilities(load_modules(runs), flip=flip)(torch.from_numpy(inputs)).numpy()
+        wrapper = AveragedProbabilities(load_modules(runs), flip=flip, weights=weights)
+        expected = wrapper(torch.from_numpy(inputs)).numpy()
     got = open_session(onnx_path, threads=torch.get_num_threads()).run(None, {"faces": inputs.astype(np.float32)})[0]
     return float(np.abs(expected - got).max())
 
@@ -175,7 +242,8 @@ class ExportReport:
 
 def export_model(runs: list[Path], out: Path, *, name: str | None = None, float16_weights: bool = False,
                  flip: bool | None = None, int8_data: PreparedData | Path | None = None, int8_faces: int = 512,
-                 offset_data: PreparedData | Path | None = None) -> ExportReport:  # fmt: skip
+                 offset_data: PreparedData | Path | None = None,
+                 weights: list[float] | None = None) -> ExportReport:  # fmt: skip
     """``faceage export``: the checkpoints to ONNX, checked against PyTorch, then optionally given int8 weights
     (float arithmetic; checked on ``int8_faces`` validation faces of ``int8_data``) and the age offset measured on
     the val faces of ``offset_data``; last, the file's golden outputs are computed and stored
@@ -200,10 +268,11 @@ def export_model(runs: list[Path], out: Path, *, name: str | None = None, float1
     quantization = kernels = offset = None
     with tempfile.TemporaryDirectory() as tmp:
         float_path, result = Path(tmp) / "float.onnx", Path(tmp) / "model.onnx"
-        metadata = export_onnx(runs, float_path, name=name, float16_weights=float16_weights, flip=flip)
+        metadata = export_onnx(runs, float_path, name=name, float16_weights=float16_weights, flip=flip,
+                               weights=weights)
         size = metadata.input_preprocessing.input_size
         inputs = np.random.default_rng(0).normal(0, 0.5, (8, 3, size, size)).astype(np.float32)
-        difference = parity(runs, float_path, inputs, flip=flip)
+        difference = parity(runs, float_path, inputs, flip=flip, weights=weights)
         limit = 5e-3 if float16_weights else 1e-4  # float16 weights round at about 5e-4 relative
         if difference > limit:
             raise FaceageError(f"the exported model differs from its checkpoint by {difference:.2e}, over {limit}")
