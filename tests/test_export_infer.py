@@ -163,9 +163,12 @@ def test_runs_with_other_crops_fuse_into_one_weighted_model(tiny_run, prepared_s
     # without flip averaging: a mirrored 150 px input resampled is not exactly the mirrored 64 px one (109 px of the
     # aligned crop cannot be centred in 160), so the comparison below would hold only to about a pixel's shift
     dlib_onnx, tiny_no_flip, fused = tmp_path / "dlibface.onnx", tmp_path / "tiny.onnx", tmp_path / "fused.onnx"
-    for command in (["export", str(dlib_run), "--no-flip", "--out", str(dlib_onnx)],
-                    ["export", str(tiny_run), "--no-flip", "--out", str(tiny_no_flip)],
-                    ["export", str(dlib_run), str(tiny_run), "--weights", "1,3", "--no-flip", "--out", str(fused)]):  # fmt: skip
+    commands = [
+        ["export", str(dlib_run), "--no-flip", "--out", str(dlib_onnx)],
+        ["export", str(tiny_run), "--no-flip", "--out", str(tiny_no_flip)],
+        ["export", str(dlib_run), str(tiny_run), "--weights", "1,3", "--no-flip", "--out", str(fused)],
+    ]
+    for command in commands:
         result = CliRunner().invoke(app, command)
         assert result.exit_code == 0, result.output
     meta = json.loads({p.key: p.value for p in onnx.load(str(fused)).metadata_props}["faceage"])

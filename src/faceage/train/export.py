@@ -5,8 +5,9 @@ average of the face and its mirror image, the same flip averaging as in evaluati
 models. Several runs of the same bins and head export as one ensemble that averages their probabilities (with
 ``weights``, a weighted average). Runs with other input crops can be averaged too when their crops lie inside the
 first run's (same normalisation, e.g. Cydral's 64 px crop inside dlibface's 150 px one): the file takes the first
-run's input and the graph resamples the other members' crops from it (:func:`area_resampling`). Everything needed to use it (model name, head, bins, preprocessing, alignment) is stored as JSON in the
-ONNX metadata under the key ``faceage``, so inference never needs torch or the checkpoint.
+run's input and the graph resamples the other members' crops from it (:func:`area_resampling`). Everything needed
+to use it (model name, head, bins, preprocessing, alignment) is stored as JSON in the ONNX metadata under the key
+``faceage``, so inference never needs torch or the checkpoint.
 """
 
 from __future__ import annotations
@@ -268,8 +269,7 @@ def export_model(runs: list[Path], out: Path, *, name: str | None = None, float1
     quantization = kernels = offset = None
     with tempfile.TemporaryDirectory() as tmp:
         float_path, result = Path(tmp) / "float.onnx", Path(tmp) / "model.onnx"
-        metadata = export_onnx(runs, float_path, name=name, float16_weights=float16_weights, flip=flip,
-                               weights=weights)
+        metadata = export_onnx(runs, float_path, name=name, float16_weights=float16_weights, flip=flip, weights=weights)
         size = metadata.input_preprocessing.input_size
         inputs = np.random.default_rng(0).normal(0, 0.5, (8, 3, size, size)).astype(np.float32)
         difference = parity(runs, float_path, inputs, flip=flip, weights=weights)
