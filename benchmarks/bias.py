@@ -80,7 +80,7 @@ def main() -> None:
             lines.append(row(f"{name}, quantile mapping {strength:g}", truth, cross_fitted(truth, estimate, strength)))
     table = "\n".join(lines) + "\n"
     print(table)
-    publish(table, "bias.md")
+    publish(table, "bias.md", "bias")
 
 
 if __name__ == "__main__":

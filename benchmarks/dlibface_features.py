@@ -61,7 +61,7 @@ def main() -> None:
         lines.append(f"| {name} | " + " | ".join(f"{m:.2f}" for m in maes) + " |")
     table = "\n".join(lines) + "\n"
     print(table)
-    publish(table, "dlibface_features.md")
+    publish(table, "dlibface_features.md", "dlibface-features")
 
 
 if __name__ == "__main__":

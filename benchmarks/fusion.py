@@ -59,7 +59,7 @@ def main() -> None:
         print(lines[-1], flush=True)
     table = "\n".join(lines) + "\n"
     print(table)
-    publish(table, "fusion.md")
+    publish(table, "fusion.md", "fusion")
 
 
 if __name__ == "__main__":

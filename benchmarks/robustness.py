@@ -31,7 +31,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=ROOT / "data" / "utk")
     parser.add_argument("--split", default="test", choices=["train", "val", "test"])
-    parser.add_argument("--faces", type=int, default=None, help="the first N faces of the split by key (default all)")
+    parser.add_argument("--faces", type=int, default=None, help="a fixed random sample of N faces (default all)")
     parser.add_argument("--model", action="append", default=[], metavar="NAME=FILE", help="a candidate ONNX file")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-readme", action="store_true")

@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from faceage.train.recipes import recipe_for
+from faceage.train.recipes import Recipe, recipe_for
 from readme import publish
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,7 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def changes(model: str, recipe: dict, seed: int) -> str:
     default = recipe_for(model).__dict__
-    changed = [f"{key}={value}" for key, value in recipe.items() if key in default and default[key] != value]
+    used = {**Recipe().__dict__, **recipe}  # a field newer than the run: the run behaved as its class default
+    changed = [f"{key}={value}" for key, value in used.items() if key in default and default[key] != value]
     return ", ".join(changed + ([f"seed {seed}"] if seed else [])) or "default recipe"
 
 
@@ -52,7 +53,7 @@ def main() -> None:
         )
     table = "`python benchmarks/tries.py` (validation split only; runs in `runs/try/`):\n\n" + "\n".join(lines) + "\n"
     print(table)
-    publish(table, "tries.md")
+    publish(table, "tries.md", "tries")
 
 
 if __name__ == "__main__":

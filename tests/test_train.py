@@ -194,6 +194,24 @@ def test_the_age_weights_weigh_each_faces_loss(prepared_subset, tmp_path):
     assert result.summary["recipe"]["reweight"] == "sqrt-inverse" and result.summary["val_mae"] > 0
 
 
+def test_film_grain_augmentation_adds_monochrome_noise_to_the_share_asked(prepared_subset):
+    import albumentations as A
+    import numpy as np
+
+    from faceage.models.dlib_face import DLIB_FACE_INPUT
+    from faceage.train.data import augmentation
+
+    assert not any(isinstance(t, A.GaussNoise) for t in augmentation(0).transforms)
+    (noise,) = [t for t in augmentation(0, grain=1.0).transforms if isinstance(t, A.GaussNoise)]
+    grey = np.full((64, 64, 3), 128, np.uint8)
+    noisy = A.Compose([noise], seed=1)(image=grey)["image"].astype(int)
+    assert noisy.std() > 3 and np.array_equal(noisy[..., 0], noisy[..., 2])  # grain, the same in every channel
+    module = FaceDataModule(prepared_subset, DLIB_FACE_INPUT, batch_size=4, limit=8, grain=0.3)
+    module.setup()
+    transform = module.train_dataloader().dataset.transform
+    assert [t.p for t in transform.transforms if isinstance(t, A.GaussNoise)] == [0.3]
+
+
 def test_fit_on_train_and_val_learns_from_both_and_keeps_the_final_weights(prepared_subset, tmp_path):
     result = train_model(prepared_subset, "transfer-ema", tmp_path / "refit", epochs=2, limit=32, fit_on="train+val",
                          progress=False)  # fmt: skip

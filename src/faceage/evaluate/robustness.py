@@ -167,12 +167,13 @@ def robustness(
     progress: Callable[[int], None] | None = None,
 ) -> Robustness:
     """MAE of each judge (:class:`EstimatorAges`, :class:`PeerNetwork`) on the faces of ``split`` under each
-    perturbation; ``limit`` takes that many faces (the first by key, a fixed choice)."""
+    perturbation; ``limit`` takes that many faces, a fixed random sample (seed 0; the first by key would be ages
+    starting with the digit 1)."""
     data = PreparedData.of(data)
     names = list(names)
     rows = data.split(split).sort_values("key")
     if limit is not None:
-        rows = rows.head(limit)
+        rows = rows.sample(min(limit, len(rows)), random_state=0) if limit > 0 else rows.head(0)
     if rows.empty:
         raise FaceageError(f"the {split} split of {data.root} has no faces to perturb")
     rows = rows.set_index("key")

@@ -42,9 +42,11 @@ class SplitArrays:
     keys: list[str]
 
 
-def augmentation(seed: int | None = None) -> A.Compose:
+def augmentation(seed: int | None = None, grain: float = 0.0) -> A.Compose:
     """The training augmentation; ``seed`` makes its random draws repeatable (albumentations keeps its own RNG, which
-    ``seed_everything`` does not reach)."""
+    ``seed_everything`` does not reach); ``grain``: the share of faces given monochrome noise (film grain, a dark
+    phone photo) of 2-10% of the range."""
+    noise = [A.GaussNoise(std_range=(0.02, 0.1), per_channel=False, p=grain)] if grain > 0 else []
     return A.Compose(
         [
             A.HorizontalFlip(p=0.5),
@@ -56,6 +58,7 @@ def augmentation(seed: int | None = None) -> A.Compose:
             A.ToGray(p=0.05),
             A.GaussianBlur(blur_limit=(3, 5), p=0.1),
             A.ImageCompression(quality_range=(50, 95), p=0.2),
+            *noise,
         ],
         seed=seed,
     )  # fmt: skip
@@ -114,12 +117,12 @@ def _evenly(arrays: SplitArrays, limit: int) -> SplitArrays:
 
 class FaceDataset(Dataset):
     def __init__(self, arrays: SplitArrays, preprocessing: Preprocessing, bins: AgeBins, augment: bool,
-                 seed: int | None = None):  # fmt: skip
+                 seed: int | None = None, grain: float = 0.0):  # fmt: skip
         self.arrays, self.bins = arrays, bins
         self.mean = np.asarray(preprocessing.mean, dtype=np.float32)
         self.std = np.asarray(preprocessing.std, dtype=np.float32)
         seed = torch.initial_seed() if seed is None else seed
-        self.transform = augmentation(seed=seed % 2**32) if augment else None
+        self.transform = augmentation(seed=seed % 2**32, grain=grain) if augment else None
         self.bin_index = np.asarray(bins.index(arrays.ages), dtype=np.int64)
 
     def __len__(self) -> int:
@@ -152,8 +155,10 @@ class FaceDataModule(L.LightningDataModule):
         limit: int | None = None,
         teacher: Callable | None = None,
         fit_on: str = "train",
+        grain: float = 0.0,
     ):
         super().__init__()
+        self.grain = grain  # the share of augmented training faces given film grain (augmentation())
         self.fit_on = check_fit_on(fit_on)
         self.data, self.preprocessing = PreparedData.of(data), preprocessing
         self.data_dir = self.data.root
@@ -195,7 +200,9 @@ class FaceDataModule(L.LightningDataModule):
         # under DDP every process has the same seed (so that the networks start equal): its augmentation is offset by
         # its rank, so that the processes do not draw the same transformations for their different faces
         rank = self.trainer.global_rank if self.trainer is not None else 0
-        dataset = FaceDataset(self.arrays[split], self.preprocessing, self.bins, augment, torch.initial_seed() + rank)
+        dataset = FaceDataset(
+            self.arrays[split], self.preprocessing, self.bins, augment, torch.initial_seed() + rank, grain=self.grain
+        )
         generator = torch.Generator().manual_seed(torch.initial_seed() % 2**31) if shuffle else None
         collate = self.teacher.collate if taught and self.teacher is not None else None
         return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,

@@ -102,7 +102,7 @@ def train_model(
 
     datamodule = FaceDataModule(data, info.preprocessing, bins, recipe.batch_size, recipe.augment,
                                 num_workers=num_workers, limit=limit, teacher=teacher_model,
-                                fit_on=fit_on)  # fmt: skip
+                                fit_on=fit_on, grain=recipe.grain)  # fmt: skip
     module = AgeModule(model_name, bins.spec, info.preprocessing.to_dict(), info.head, asdict(recipe),
                        datamodule.bin_representative_ages().tolist(), sigma=recipe.sigma,
                        l1_weight=recipe.l1_weight, fit_on=fit_on,
