@@ -31,11 +31,14 @@ def main() -> None:
     parser.add_argument("--ensemble-models", default="transfer,transfer-ema")
     parser.add_argument("--shipped", type=Path, default=ROOT / "reports" / "default-model",
                         help="evaluation of the shipped default model (benchmarks/evaluation.py)")  # fmt: skip
+    parser.add_argument("--shipped-row-only", action="store_true",
+                        help="train nothing: the finished runs' table with the shipped model's row as evaluated now")  # fmt: skip
     args = parser.parse_args()
     command = [sys.executable, "-m", "faceage.cli", "experiments", str(args.data), "--out", str(args.out),
                "--models", args.models, "--ensemble-seeds", args.ensemble_seeds,
                "--ensemble-models", args.ensemble_models, "--ensemble-sizes", args.ensemble_sizes]  # fmt: skip
-    subprocess.run(command, check=True)
+    if not args.shipped_row_only:
+        subprocess.run(command, check=True)
     machine = f"{readme.machine()}, no GPU"
     table = with_shipped_row((args.out / "table.md").read_text(), args.shipped, args.out)
     bands = (args.out / "bands.md").read_text()
