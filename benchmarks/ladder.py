@@ -32,7 +32,7 @@ def main() -> None:
     parser.add_argument("--shipped", type=Path, default=ROOT / "reports" / "default-model",
                         help="evaluation of the shipped default model (benchmarks/evaluation.py)")  # fmt: skip
     parser.add_argument("--shipped-row-only", action="store_true",
-                        help="train nothing: the finished runs' table with the shipped model's row as evaluated now")  # fmt: skip
+                        help="train nothing: the finished runs' table and the shipped model's row")  # fmt: skip
     args = parser.parse_args()
     command = [sys.executable, "-m", "faceage.cli", "experiments", str(args.data), "--out", str(args.out),
                "--models", args.models, "--ensemble-seeds", args.ensemble_seeds,
