@@ -71,7 +71,8 @@ def with_shipped_row(table: str, shipped: Path, runs: Path) -> str:
     parameters = f"{ensemble['parameters']:,}" if ensemble else "-"
     offset = meta.age_offset["years"] if meta.age_offset else None
     form = "int8 weights, float arithmetic" if not meta.int8_arithmetic else "int8"
-    what = (f"the shipped default: the `{meta.model}` ×{members} row as shipped ({form}, no flip averaging"
+    runs_text = f"the `{meta.model}` ×{members} row" if members > 1 else f"one `{meta.model}` run (below)"
+    what = (f"the shipped default: {runs_text} as shipped ({form}, no flip averaging"
             + (f", age offset {offset:+.2f} years from the val split" if offset is not None else "")
             + "), measured on the file by `faceage evaluate` (`benchmarks/evaluation.py`)")  # fmt: skip
     row = (
