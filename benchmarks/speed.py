@@ -95,13 +95,12 @@ def main() -> None:
     rows: list[tuple[str, str, str, str]] = []
 
     # 1. the age model alone, per aligned face
-    models = {ours.name: ours.session}
+    models = {ours.name: (ours.session, ours.preprocessing.input_size)}
     if args.model is None:
         fast = AgeEstimator(model="fast", threads=1)
-        models[fast.name] = fast.session
-    size = ours.preprocessing.input_size
+        models[fast.name] = (fast.session, fast.preprocessing.input_size)
     peer_session = session(cydral_onnx_path())
-    for name, age_session in models.items():
+    for name, (age_session, size) in models.items():
         for batch in (1, 32):
             x_ours = np.random.default_rng(0).normal(0, 0.5, (batch, 3, size, size)).astype(np.float32)
             x_peer = np.random.default_rng(0).normal(0, 0.5, (batch, 3, 64, 64)).astype(np.float32)
