@@ -22,6 +22,7 @@ from __future__ import annotations
 import io
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -73,8 +74,13 @@ def _downscaled(eyes: int) -> Callable[[np.ndarray, np.ndarray, int], tuple]:
     return apply
 
 
+@cache
 def _perturbations() -> dict[str, Callable[[np.ndarray, np.ndarray, int], tuple]]:
-    import albumentations as A
+    """Name → perturbation, built once (albumentations imported on first use)."""
+    try:
+        import albumentations as A
+    except ImportError:
+        raise FaceageError("the robustness table needs albumentations: pip install 'faceage[train]'") from None
 
     return {
         "clean": lambda rgb, landmarks, seed: (rgb, landmarks),
@@ -92,10 +98,6 @@ PERTURBATIONS = ("clean", "grayscale", "sepia", "grain", "jpeg20", "blur", *(f"e
 
 def perturbed_crops(rgb: np.ndarray, landmarks, seed: int, names: Iterable[str] = PERTURBATIONS) -> dict:
     """The aligned crop of one face under each named perturbation of its photo (name → 160×160 RGB crop)."""
-    try:
-        import albumentations  # noqa: F401
-    except ImportError:
-        raise FaceageError("the robustness table needs albumentations: pip install 'faceage[train]'") from None
     table = _perturbations()
     points = np.asarray(landmarks, dtype=np.float64).reshape(5, 2)
     crops = {}

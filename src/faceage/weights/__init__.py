@@ -1,8 +1,9 @@
 """The shipped models and the files that sit beside a model (package data; importing this is free).
 
-Two models ship, both with int8 weights computed in float (the same answer on every CPU): ``default`` (the average of
-four networks) and ``fast`` (one of them alone: a quarter of the age model's time for about a tenth of a year more
-error and a point or two less bin accuracy on the test split; the measured figures are in the model cards).
+Two models ship, both with int8 weights computed in float (the same answer on every CPU): ``default`` (dlib's
+face-recognition network fine-tuned for age, 150 px) and ``fast`` (one Cydral ResNet-10 at 64 px: less of the age
+model's time for about four tenths of a year more error on the test split; the measured figures are in the model
+cards). Third-party starting weights are read from their installed packages (:func:`installed_package_file`).
 Anywhere a model is asked for (``--model``, ``AgeEstimator(model=...)``), these names select them; anything else is an
 ONNX file's path.
 """
@@ -17,6 +18,20 @@ WEIGHTS = Path(__file__).resolve().parent
 DEFAULT_MODEL = WEIGHTS / "faceage-default.onnx"
 FAST_MODEL = WEIGHTS / "faceage-fast.onnx"
 SHIPPED_MODELS = {"default": DEFAULT_MODEL, "fast": FAST_MODEL}
+
+
+def installed_package_file(package: str, relative: str, install: str, reinstall: str) -> Path:
+    """A file shipped inside the installed ``package`` (found without importing it); ``install`` and ``reinstall``
+    say how to get the package, or get it whole again, when it or the file is missing."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise WeightsError(f"this needs a file of the '{package}' package, which is not installed: {install}")
+    path = Path(next(iter(spec.submodule_search_locations))) / relative
+    if not path.is_file():
+        raise WeightsError(f"{path} is missing from the '{package}' package; reinstall it: {reinstall}")
+    return path
 
 
 def model_path(model: str | Path | None) -> Path:
