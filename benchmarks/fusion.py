@@ -47,7 +47,7 @@ def main() -> None:
                                                     else [])  # fmt: skip
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "fused.onnx"
-            export_model(runs, path, flip=False, weights=weights, offset_data=args.data)
+            export_model(runs, path, flip=False, weights=weights, correction_data=args.data)
             found = evaluate(path, samples_from_data_dir(args.data, "val"), Path(tmp) / "val")
         metrics = found.metrics["headline"]
         rows = found.predictions[found.predictions["status"] == "ok"]

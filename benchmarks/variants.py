@@ -31,7 +31,7 @@ def main() -> None:
     args = parser.parse_args()
     seeds = [args.runs / "transfer-ema"] + [args.runs / f"transfer-ema-seed{k}" for k in range(1, 5)]
     refit = [args.refit / f"transfer-ema-trainval-seed{k}" for k in range(3)]
-    int8, offset = {"int8_data": args.data}, {"offset_data": args.data}
+    int8, offset = {"int8_data": args.data}, {"correction_data": args.data}
     variants = [  # label, runs, export options
         ("4 runs, int8, no flip, age offset (**shipped default**)", seeds[:4], {**int8, **offset}),
         ("4 runs, int8, no flip, no offset", seeds[:4], int8),
@@ -49,7 +49,7 @@ def main() -> None:
             print(f"{label} ...", flush=True)
             path = Path(tmp) / f"variant-{i}.onnx"
             report = export_model(runs, path, flip=options.get("flip", False), int8_data=options.get("int8_data"),
-                                  offset_data=options.get("offset_data"))  # fmt: skip
+                                  correction_data=options.get("correction_data"))  # fmt: skip
             head = evaluate(path, samples, Path(tmp) / f"eval-{i}", n_resamples=10).metrics["headline"]
             years = f"{report.offset.years:+.2f}" if report.offset else "-"
             rows.append(f"| {label} | {head['acc']:.1%} | {head['mae']:.3f} | {head['mean_signed']:+.2f} | {years} | "

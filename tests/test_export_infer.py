@@ -374,6 +374,75 @@ def test_an_age_offset_is_measured_on_val_faces_stored_in_the_file_and_moves_eve
     assert again.years == pytest.approx(offset.years)
 
 
+def test_a_quantile_mapping_undoes_the_regression_to_the_middle_on_faces_it_never_saw():
+    from faceage.train.offset import fit_quantile_mapping
+
+    rng = np.random.default_rng(0)
+    truth = rng.integers(1, 90, 4000).astype(float)
+    estimate = 40 + 0.6 * (truth - 40) + rng.normal(0, 3, len(truth))  # the old aged down, the young aged up
+    fit, held = slice(0, 2000), slice(2000, None)
+    for strength in (1.0, 0.5):
+        age_map = fit_quantile_mapping(truth[fit], estimate[fit], strength)
+        mapped = age_map.forward(estimate[held])
+        old, young = truth[held] >= 70, truth[held] <= 10
+        before = (estimate[held][old] - truth[held][old]).mean(), (estimate[held][young] - truth[held][young]).mean()
+        after = (mapped[old] - truth[held][old]).mean(), (mapped[young] - truth[held][young]).mean()
+        assert before[0] < -10 and before[1] > 10
+        if strength == 1.0:
+            assert abs(after[0]) < 3 and abs(after[1]) < 3
+        else:  # halfway
+            assert after[0] == pytest.approx(before[0] / 2, abs=2) and after[1] == pytest.approx(before[1] / 2, abs=2)
+        assert np.all(np.diff(age_map.forward(np.linspace(0, 100, 501))) > 0)  # the order of faces is kept
+    for strength in (0.0, 1.5):
+        with pytest.raises(FaceageError, match="strength"):
+            fit_quantile_mapping(truth, estimate, strength)
+
+
+def test_a_quantile_mapping_is_fitted_on_val_faces_stored_in_the_file_and_carries_every_answer(
+    tiny_run, tiny_onnx, prepared_subset, tmp_path
+):
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from faceage.bins import AgeBins
+    from faceage.cli import app
+    from faceage.detect.align import align_face
+    from faceage.distribution import head_estimates
+    from faceage.evaluate.card import model_card
+    from faceage.evaluate.evaluation import evaluate, samples_from_data_dir
+    from faceage.onnxfile import read_metadata
+    from faceage.train.offset import apply_age_mapping, apply_age_offset
+
+    path = tmp_path / "mapped.onnx"
+    shutil.copyfile(tiny_onnx, path)
+    apply_age_offset(path, prepared_subset, min_faces=10)
+    mapping = apply_age_mapping(path, prepared_subset, 1.0, min_faces=10)
+    meta = read_metadata(path)
+    assert meta.age_offset is None and meta.age_mapping["strength"] == 1.0  # one correction, not both
+    assert meta.age_map.sources == pytest.approx(mapping.age_map.sources, abs=1e-4)
+    estimator = AgeEstimator(path)
+    (mapped,) = estimator.predict(data.astronaut())
+    plain = AgeEstimator(tiny_onnx)
+    probs = plain.estimate_aligned([align_face(data.astronaut(), plain.detector.detect(data.astronaut())[0].landmarks,
+                                               size=plain.preprocessing.aligned_size).image])  # fmt: skip
+    expected = head_estimates(probs, AgeBins.default(), predicts_ages=True, age_map=meta.age_map)
+    assert (mapped.age, mapped.age_low, mapped.age_high) == pytest.approx(
+        (expected.ages[0], expected.lows[0], expected.highs[0]), abs=1e-5
+    )
+    assert list(mapped.bin_probs.values()) == pytest.approx(list(expected.bin_probs[0]), abs=1e-6)
+    assert mapped.age_low <= mapped.age <= mapped.age_high
+    evaluation = evaluate(path, samples_from_data_dir(prepared_subset, "test"), tmp_path / "eval")
+    assert evaluation.metrics["model"]["age_mapping"] == 1.0
+    assert "quantile mapping of strength 1" in model_card(meta, {"test": evaluation.metrics})
+    out = tmp_path / "m.onnx"
+    result = CliRunner().invoke(app, ["export", str(tiny_run), "--age-mapping", "0.5", "--out", str(out)])
+    assert result.exit_code == 1 and "--age-correction-data" in result.output and not out.exists()
+    result = CliRunner().invoke(app, ["export", str(tiny_run), "--age-mapping", "2", "--age-correction-data",
+                                      str(prepared_subset), "--out", str(out)])  # fmt: skip
+    assert result.exit_code == 1 and "at most 1" in result.output and not out.exists()
+
+
 def test_an_age_offset_needs_enough_unseen_val_faces(tiny_run, tiny_onnx, prepared_subset, tmp_path):
     import shutil
 

@@ -127,21 +127,23 @@ class AgeBins:
     def label(self, age: float) -> str:
         return self.labels[int(self.index(age))]
 
-    def probabilities(self, age_probs: np.ndarray, ages: np.ndarray | None = None, offset: float = 0.0) -> np.ndarray:
+    def probabilities(self, age_probs: np.ndarray, ages: np.ndarray | None = None, age_map=None) -> np.ndarray:
         """Probability mass in each bin from a distribution over whole-year ages (last axis).
 
         ``ages`` gives the age of each column (default 0, 1, 2, ...). The result sums to 1 along the last axis
-        when the input does. ``offset`` (years) first moves the distribution of whole years 0, 1, 2, ... by that
-        much: year a's mass, spread evenly over [a - 0.5, a + 0.5), then lies over [a - 0.5 + offset, a + 0.5 +
-        offset) and is split between bins in proportion (the first bin keeps what falls below 0).
+        when the input does. ``age_map`` (a :class:`faceage.distribution.AgeMap`) first carries the distribution of
+        whole years 0, 1, 2, ... through that monotone map: year a's mass, spread evenly over [a - 0.5, a + 0.5),
+        falls in a bin where its mapped age does, so a bin's share is the mass between its edges mapped back (the
+        first bin keeps what falls below 0).
         """
         probs = np.asarray(age_probs, dtype=float)
-        if offset:
+        if age_map is not None:
             if ages is not None:
-                raise BinsError("an offset moves a distribution over whole years 0, 1, 2, ...; give no other ages")
-            # cdf[..., k]: the mass below k - 0.5 years, linear in between; read at the bin edges before the move
+                raise BinsError("an age map carries a distribution over whole years 0, 1, 2, ...; give no other ages")
+            # cdf[..., k]: the mass below k - 0.5 years, linear in between; read at the bin edges mapped back
             cdf = np.concatenate([np.zeros(probs.shape[:-1] + (1,)), np.cumsum(probs, axis=-1)], axis=-1)
-            at = np.clip(np.asarray(self.lower_edges[1:], dtype=float) - offset, 0.0, probs.shape[-1])
+            edges = age_map.inverse(np.asarray(self.lower_edges[1:], dtype=float) - 0.5) + 0.5
+            at = np.clip(edges, 0.0, probs.shape[-1])
             k = np.minimum(np.floor(at).astype(int), probs.shape[-1] - 1)
             below = cdf[..., k] * (1.0 - (at - k)) + cdf[..., k + 1] * (at - k)
             total = cdf[..., -1:]

@@ -232,10 +232,13 @@ def export(
     calibration_data: Annotated[Path | None, typer.Option(help="Prepared folder whose val faces measure how far int8 "
                                                                "weights move the estimates.")] = None,
     calibration_faces: Annotated[int, typer.Option(help="Validation faces that measure the int8 change.")] = 512,
-    age_offset_data: Annotated[Path | None, typer.Option(help="Prepared folder whose val faces measure the age "
-                                                              "offset stored in the model: the median of (true age - "
-                                                              "estimate), which lowers the absolute error "
-                                                              "(faceage.train.offset).")] = None,
+    age_correction_data: Annotated[Path | None, typer.Option(
+        "--age-correction-data", "--age-offset-data", help="Prepared folder whose val faces measure the age correction "
+        "stored in the model: the median of (true age - estimate), which lowers the absolute error, or with "
+        "--age-mapping a quantile mapping (faceage.train.offset).")] = None,
+    age_mapping: Annotated[float | None, typer.Option(help="Store a quantile mapping of this strength (above 0, at "
+                                                           "most 1) fitted on --age-correction-data instead of an "
+                                                           "offset: less regression to the middle.")] = None,
     weights: Annotated[str | None, typer.Option(help="Each run's share of the average, comma-separated in the order "
                                                      "of the runs, e.g. 2,1,1 (default: equal).")] = None,
 ) -> None:  # fmt: skip
@@ -252,7 +255,8 @@ def export(
         raise FaceageError(f"--weights {weights}: give numbers separated by commas, one per run, e.g. 2,1,1") from None
     report = export_model(runs, out, name=name, float16_weights=float16_weights, flip=flip,
                           int8_data=calibration_data, int8_faces=calibration_faces,
-                          offset_data=age_offset_data, weights=shares)  # fmt: skip
+                          correction_data=age_correction_data, mapping_strength=age_mapping,
+                          weights=shares)  # fmt: skip
 
     shown.show_export(console, report, out)
 

@@ -54,6 +54,7 @@ class ModelMetadata:
     int8: bool = False
     int8_arithmetic: bool = True  # an int8 file that does not say otherwise computes in int8 (earlier versions)
     age_offset: dict | None = None  # faceage.train.offset.AgeOffset.to_metadata()
+    age_mapping: dict | None = None  # faceage.train.offset.AgeMapping.to_metadata() (a file has one or the other)
     golden: dict | None = None  # faceage.infer.golden
     extra: dict = field(default_factory=dict)
 
@@ -72,7 +73,7 @@ class ModelMetadata:
         """The JSON form (what :meth:`from_dict` reads back); optional entries that are not set are left out."""
         values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
         values["bin_ages"] = list(self.bin_ages)
-        for name in ("age_offset", "golden", "version"):
+        for name in ("age_offset", "age_mapping", "golden", "version"):
             if values[name] is None:
                 del values[name]
         return {**values, **self.extra}
@@ -93,6 +94,16 @@ class ModelMetadata:
     def offset_years(self) -> float:
         """Years the distributions are moved by (measured at export); 0 without an offset."""
         return float((self.age_offset or {}).get("years", 0.0))
+
+    @property
+    def age_map(self):
+        """The correction the distributions are carried through (:class:`faceage.distribution.AgeMap`: the stored
+        mapping, or the offset as a shift), None without one."""
+        from faceage.distribution import AgeMap
+
+        if self.age_mapping:
+            return AgeMap.from_metadata(self.age_mapping)
+        return AgeMap.shift(self.offset_years) if self.age_offset else None
 
     @property
     def golden_faces(self) -> int:

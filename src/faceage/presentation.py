@@ -223,7 +223,8 @@ def show_golden(console: Console, err_console: Console, reports: list) -> bool:
 
 
 def show_export(console: Console, report, out: Path) -> None:
-    """``faceage export``: parity with torch, the int8 change, the kernels' agreement, the age offset, the file."""
+    """``faceage export``: parity with torch, the int8 change, the kernels' agreement, the age correction, the
+    file."""
     console.print(f"parity with PyTorch on 8 random inputs: max abs difference {report.parity:.2e}")
     if (change := report.quantization) is not None:
         console.print(
@@ -236,9 +237,11 @@ def show_export(console: Console, report, out: Path) -> None:
             f"int8 file run by this CPU vs computed as written: {kernels.mean_change:.4f} years on average (99% within "
             f"{kernels.p99_change:.4f}): float arithmetic, the same answer on every CPU"
         )
-    if (offset := report.offset) is not None:
-        console.print(f"age offset {offset.years:+.2f} years, measured on {offset.faces} faces of {offset.source}: "
-                      f"MAE there {offset.mae_before:.3f} -> {offset.mae_after:.3f}")  # fmt: skip
+    if (correction := report.correction) is not None:
+        what = (f"age offset {correction.years:+.2f} years" if hasattr(correction, "years")
+                else f"age quantile mapping (strength {correction.strength:g})")  # fmt: skip
+        console.print(f"{what}, measured on {correction.faces} faces of {correction.source}: MAE there "
+                      f"{correction.mae_before:.3f} -> {correction.mae_after:.3f}")  # fmt: skip
     meta = report.metadata
     console.print(f"golden outputs stored for {report.golden_faces} faces ('faceage selftest --model {out}')")
     console.print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): {meta.model}, bins {meta.bins}")

@@ -56,7 +56,7 @@ def _model_lines(metadata: ModelMetadata) -> list[str]:
             if metadata.predicts_ages
             else f"a probability for each bin ({metadata.bins}); the age is the probability-weighted bin median."
         )
-        + _offset_text(metadata.age_offset),
+        + _correction_text(metadata),
         f"- Bins: {metadata.bins}. Input: {metadata.preprocessing['input_size']} px faces found by MTCNN and "
         f"aligned on 5 landmarks by faceage ({metadata.alignment}; the same code at training and use).",
     ]
@@ -90,14 +90,25 @@ def _kinds(metadata: ModelMetadata) -> list[str]:
     return kinds
 
 
-def _offset_text(offset: dict | None) -> str:
-    if not offset:
-        return ""
-    return (
-        f" The distribution is first moved by {offset['years']:+.2f} years, the median of (true age - estimate) on "
-        f"{offset['faces']:,} faces of {offset['source']} (MAE there {offset['mae_before']:.2f} -> "
-        f"{offset['mae_after']:.2f}): the expected value minimises the squared error, this offset the absolute error."
-    )
+def _correction_text(metadata: ModelMetadata) -> str:
+    if (mapping := metadata.age_mapping) is not None:
+        age_map = metadata.age_map
+        ages = (5, 15, 30, 45, 60, 75)
+        shown = ", ".join(f"{a} -> {b:.1f}" for a, b in zip(ages, age_map.forward(ages), strict=True))
+        return (
+            f" The distribution is first carried through a quantile mapping of strength {mapping['strength']:g} "
+            f"fitted on {mapping['faces']:,} faces of {mapping['source']} (the estimate's quantile there sent to the "
+            f"true age at that quantile; MAE there {mapping['mae_before']:.2f} -> {mapping['mae_after']:.2f}): it "
+            f"undoes part of the regression to the middle, the young aged up and the old aged down (ages {shown})."
+        )
+    if (offset := metadata.age_offset) is not None:
+        return (
+            f" The distribution is first moved by {offset['years']:+.2f} years, the median of (true age - estimate) "
+            f"on {offset['faces']:,} faces of {offset['source']} (MAE there {offset['mae_before']:.2f} -> "
+            f"{offset['mae_after']:.2f}): the expected value minimises the squared error, this offset the absolute "
+            "error."
+        )
+    return ""
 
 
 def _data_line(data_meta: dict | None) -> str:

@@ -369,7 +369,7 @@ def evaluate(
 def _model_summary(estimator: AgeEstimator) -> dict:
     meta = estimator.model.metadata
     return {"architecture": meta.model, "members": meta.members, "version": meta.version, "fit_on": meta.fit_on,
-            "age_offset": estimator.age_offset}  # fmt: skip
+            "age_offset": meta.offset_years, "age_mapping": (meta.age_mapping or {}).get("strength")}  # fmt: skip
 
 
 def load_evaluation(folder: Path) -> Evaluation:

@@ -31,7 +31,7 @@ class Face:
     estimates gender or ethnicity."""
 
     detection: Detection  # box (x1, y1, x2, y2 in pixels of the EXIF-corrected photo), 5 landmarks, score
-    age: float  # years: expected value of the model's age distribution, plus the model's age offset (if any)
+    age: float  # years: expected value of the model's age distribution, after the model's age correction (if any)
     age_low: float  # 80% interval
     age_high: float
     bin: str  # label of the most probable age bin
@@ -105,9 +105,10 @@ class AgeEstimator:
         return self.model.metadata.name
 
     @property
-    def age_offset(self) -> float:
-        """Years the model's distributions are moved by (measured at export, ``faceage.train.offset``); 0 if none."""
-        return self.model.metadata.offset_years
+    def age_map(self):
+        """The correction the model's distributions are carried through (measured at export,
+        ``faceage.train.offset``: an offset or a quantile mapping), None if none."""
+        return self.model.metadata.age_map
 
     def predict(self, image, cropped: bool = False) -> list[Face]:
         """Faces in one image (path, bytes, PIL image or array), largest box first."""
@@ -164,7 +165,7 @@ class AgeEstimator:
     def _estimate(self, detections: list[Detection], crops: list[np.ndarray]) -> list[Face]:
         meta = self.model.metadata
         found = head_estimates(self.estimate_aligned(crops), self.bins, predicts_ages=meta.predicts_ages,
-                               bin_ages=meta.bin_ages, offset=self.age_offset)  # fmt: skip
+                               bin_ages=meta.bin_ages, age_map=self.age_map)  # fmt: skip
         ages, lows, highs, bin_probs = found.ages, found.lows, found.highs, found.bin_probs
         faces = []
         for i, detection in enumerate(detections):

@@ -35,7 +35,7 @@ from faceage.preprocessing import Preprocessing
 from faceage.train.module import AgeModule, flip_averaged
 
 if TYPE_CHECKING:
-    from faceage.train.offset import AgeOffset
+    from faceage.train.offset import AgeMapping, AgeOffset
     from faceage.train.quantize import KernelAgreement, QuantizationError
 
 
@@ -237,21 +237,21 @@ class ExportReport:
     parity: float  # largest difference to PyTorch on 8 random inputs
     quantization: QuantizationError | None  # with int8: how far it moved the estimates (graph as written vs float)
     kernels: KernelAgreement | None  # with int8: this machine's optimised run against the file computed as written
-    offset: AgeOffset | None  # with an offset: the one measured and stored
+    correction: AgeOffset | AgeMapping | None  # with correction data: the offset or mapping measured and stored
     golden_faces: int  # faces whose reference answers the file stores (faceage.infer.golden)
 
 
 def export_model(runs: list[Path], out: Path, *, name: str | None = None, float16_weights: bool = False,
                  flip: bool | None = None, int8_data: PreparedData | Path | None = None, int8_faces: int = 512,
-                 offset_data: PreparedData | Path | None = None,
+                 correction_data: PreparedData | Path | None = None, mapping_strength: float | None = None,
                  weights: list[float] | None = None) -> ExportReport:  # fmt: skip
     """``faceage export``: the checkpoints to ONNX, checked against PyTorch, then optionally given int8 weights
-    (float arithmetic; checked on ``int8_faces`` validation faces of ``int8_data``) and the age offset measured on
-    the val faces of ``offset_data``; last, the file's golden outputs are computed and stored
-    (:mod:`faceage.infer.golden`). Everything happens in a temporary folder: ``out`` is written only once every check
-    passed."""
+    (float arithmetic; checked on ``int8_faces`` validation faces of ``int8_data``) and the age correction measured
+    on the val faces of ``correction_data`` (an offset, or with ``mapping_strength`` a quantile mapping); last, the
+    file's golden outputs are computed and stored (:mod:`faceage.infer.golden`). Everything happens in a temporary
+    folder: ``out`` is written only once every check passed."""
     from faceage.infer.golden import store_golden
-    from faceage.train.offset import apply_age_offset
+    from faceage.train.offset import apply_age_mapping, apply_age_offset
     from faceage.train.quantize import (
         KERNEL_MEAN_LIMIT,
         KERNEL_P99_LIMIT,
@@ -261,12 +261,17 @@ def export_model(runs: list[Path], out: Path, *, name: str | None = None, float1
         quantize_int8,
     )
 
+    if mapping_strength is not None and correction_data is None:
+        raise FaceageError("an age mapping is fitted on validation faces: give --age-correction-data DATA_DIR too")
+    if mapping_strength is not None and not 0.0 < mapping_strength <= 1.0:
+        raise FaceageError(f"--age-mapping {mapping_strength}: the strength is above 0 and at most 1 (1: the full "
+                           "quantile mapping, 0.5: halfway)")  # fmt: skip
     if int8_data is not None and float16_weights:
         raise FaceageError("choose --int8 or --float16-weights, not both (int8 weights are smaller still)")
     opened: dict[str, PreparedData] = {}  # each prepared folder opened once, before any work
-    int8_data, offset_data = (None if d is None else opened.setdefault(str(d), PreparedData.of(d))
-                              for d in (int8_data, offset_data))  # fmt: skip
-    quantization = kernels = offset = None
+    int8_data, correction_data = (None if d is None else opened.setdefault(str(d), PreparedData.of(d))
+                              for d in (int8_data, correction_data))  # fmt: skip
+    quantization = kernels = correction = None
     with tempfile.TemporaryDirectory() as tmp:
         float_path, result = Path(tmp) / "float.onnx", Path(tmp) / "model.onnx"
         metadata = export_onnx(runs, float_path, name=name, float16_weights=float16_weights, flip=flip, weights=weights)
@@ -296,9 +301,11 @@ def export_model(runs: list[Path], out: Path, *, name: str | None = None, float1
                 )
         else:
             float_path.rename(result)
-        if offset_data is not None:
-            offset = apply_age_offset(result, offset_data)
+        if correction_data is not None and mapping_strength is not None:
+            correction = apply_age_mapping(result, correction_data, mapping_strength)
+        elif correction_data is not None:
+            correction = apply_age_offset(result, correction_data)
         golden = store_golden(result)
         atomic_write_bytes(Path(out), result.read_bytes())
     golden_faces = sum(len(image["faces"]) for image in golden["images"])
-    return ExportReport(metadata, difference, quantization, kernels, offset, golden_faces)
+    return ExportReport(metadata, difference, quantization, kernels, correction, golden_faces)
