@@ -1,55 +1,70 @@
-"""Regression to the middle: per-band bias of a model on the validation split, before and after post-hoc corrections
-fitted on validation faces only.
+"""Regression to the middle: per-band bias of a model on the validation split, before and after the post-hoc age
+corrections `faceage export --age-correction-data` can store (faceage.train.offset), fitted on validation faces only.
 
     .venv/bin/python benchmarks/bias.py [--data data/utk] [--model default] [--model runs/try/x/model.onnx ...]
 
-For each model (a shipped name or an ONNX file): `faceage evaluate` on the val split's aligned crops, then the
-estimates as they are and after a quantile mapping of the estimate onto the true ages (the estimate's quantile in the
-fitting faces becomes the true age at that quantile; `strength` 0.5 moves halfway), fitted on one half of the
-validation faces and measured on the other (both ways round, a fixed random halving): no test face is read. Prints
-MAE, CS@5, the bias per true-age band (estimate - truth) and the share of 13-17-year-olds estimated 25 or older;
+For each model (a shipped name or an ONNX file): its age distributions for the val split's aligned crops (computed
+as written), then the estimates without a correction, with the median offset, and with the quantile mapping at two
+strengths (the estimate's quantile in the fitting faces sent to the true age at that quantile; 0.5 goes halfway)
+over the whole age range or from faceage.train.offset.MAPPING_FROM_AGE up (the median offset below it),
+each fitted on one half of the validation faces and measured on the other (both ways round, a fixed random halving),
+applied to the whole distribution as the estimator applies it: no test face is read. Prints MAE, CS@5, five-bin
+accuracy, the bias per true-age band (estimate - truth) and the share of 13-17-year-olds estimated 25 or older;
 writes benchmarks/results/bias.md.
 """
 
 from __future__ import annotations
 
 import argparse
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 import readme
-from faceage.evaluate.evaluation import evaluate, samples_from_data_dir
+from faceage.bins import AgeBins
+from faceage.distribution import AgeMap, expected_age, head_estimates
 from faceage.metrics import age_bands, band_label
+from faceage.train.offset import MAPPING_FROM_AGE, fit_quantile_mapping, validation_probabilities
+from faceage.weights import model_path
 from readme import publish
 
 ROOT = Path(__file__).resolve().parents[1]
-QUANTILES = np.linspace(0.0, 1.0, 201)
+STRENGTHS = (0.5, 1.0)
 
 
-def quantile_mapping(fit_truth: np.ndarray, fit_estimate: np.ndarray, strength: float):
-    """estimate → (1 - strength) · estimate + strength · the true age at the estimate's quantile among the fitting
-    faces (monotone, so the order of the faces is kept)."""
-    est_q, true_q = np.quantile(fit_estimate, QUANTILES), np.quantile(fit_truth, QUANTILES)
-    return lambda estimate: (1 - strength) * estimate + strength * np.interp(estimate, est_q, true_q)
-
-
-def cross_fitted(truth: np.ndarray, estimate: np.ndarray, strength: float, seed: int = 0) -> np.ndarray:
+def cross_fitted(truth: np.ndarray, probs: np.ndarray, fit, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Estimates and bin probabilities of each half of the faces through the AgeMap ``fit(truth, estimate)`` makes
+    from the other half (None: no correction)."""
     order = np.random.default_rng(seed).permutation(len(truth))
     halves = order[: len(order) // 2], order[len(order) // 2 :]
-    corrected = estimate.copy()
-    for fit, apply in (halves, halves[::-1]):
-        corrected[apply] = quantile_mapping(truth[fit], estimate[fit], strength)(estimate[apply])
-    return corrected
+    ages, bins = np.zeros(len(truth)), np.zeros((len(truth), len(AgeBins.default())))
+    raw = expected_age(probs)
+    for fitting, applied in (halves, halves[::-1]):
+        found = head_estimates(probs[applied], AgeBins.default(), predicts_ages=True,
+                               age_map=fit(truth[fitting], raw[fitting]))  # fmt: skip
+        ages[applied], bins[applied] = found.ages, found.bin_probs
+    return ages, bins
 
 
-def row(label: str, truth: np.ndarray, estimate: np.ndarray) -> str:
+CORRECTIONS = {
+    "no correction": lambda truth, estimate: None,
+    "median offset": lambda truth, estimate: AgeMap.shift(float(np.median(truth - estimate))),
+    **{f"quantile mapping {s:g}, whole range": (lambda truth, estimate, s=s: fit_quantile_mapping(truth, estimate, s,
+                                                                                                  from_age=None))
+       for s in STRENGTHS},
+    **{f"quantile mapping {s:g} from {MAPPING_FROM_AGE:g}": (lambda truth, estimate, s=s: fit_quantile_mapping(
+        truth, estimate, s)) for s in STRENGTHS},
+}  # fmt: skip
+
+
+def row(label: str, truth: np.ndarray, estimate: np.ndarray, bin_probs: np.ndarray) -> str:
     error = estimate - truth
     teens = (truth >= 13) & (truth <= 17)
+    bins = AgeBins.default()
+    accuracy = (bin_probs.argmax(axis=1) == bins.index(truth.astype(int))).mean()
     bands = [f"{error[mask].mean():+.2f}" for _, _, mask in age_bands(truth)]
-    return (f"| {label} | {np.abs(error).mean():.2f} | {(np.abs(error) <= 5).mean():.1%} | " + " | ".join(bands)
-            + f" | {(estimate[teens] >= 25).mean():.1%} |")  # fmt: skip
+    return (f"| {label} | {np.abs(error).mean():.2f} | {(np.abs(error) <= 5).mean():.1%} | {accuracy:.1%} | "
+            + " | ".join(bands) + f" | {(estimate[teens] >= 25).mean():.1%} |")  # fmt: skip
 
 
 def main() -> None:
@@ -60,24 +75,21 @@ def main() -> None:
     models = args.model or ["default"]
     lines = None
     for model in models:
-        with tempfile.TemporaryDirectory() as out:
-            found = evaluate(model, samples_from_data_dir(args.data, "val"), Path(out)).predictions
-        found = found[found["status"] == "ok"]
-        truth, estimate = found["age"].to_numpy(float), found["age_pred"].to_numpy(float)
+        probs, truth = validation_probabilities(model_path(model), args.data)
         if lines is None:
             heads = [band_label(low, high) for low, high, _ in age_bands(truth)]
             lines = [
                 f"`python benchmarks/bias.py`: {len(truth)} faces of the UTKFace val split (aligned crops); bias = "
-                f"estimate - truth per true-age band; corrections fitted on one half of the faces, measured on the "
-                f"other; {readme.machine()}.",
+                f"estimate - truth per true-age band; each correction fitted on one half of the faces and measured on "
+                f"the other; {readme.machine()}.",
                 "",
-                "| model | MAE | CS@5 | " + " | ".join(f"bias {h}" for h in heads) + " | 13-17 estimated 25+ |",
-                "|---|---|---|" + "---|" * len(heads) + "---|",
-            ]
-        name = Path(model).stem if model.endswith(".onnx") else f"`{model}`"
-        lines.append(row(f"{name} as it is", truth, estimate))
-        for strength in (0.5, 1.0):
-            lines.append(row(f"{name}, quantile mapping {strength:g}", truth, cross_fitted(truth, estimate, strength)))
+                "| model | MAE | CS@5 | five-bin acc | " + " | ".join(f"bias {h}" for h in heads)
+                + " | 13-17 estimated 25+ |",
+                "|---|---|---|---|" + "---|" * len(heads) + "---|",
+            ]  # fmt: skip
+        name = Path(model).stem if str(model).endswith(".onnx") else f"`{model}`"
+        for label, fit in CORRECTIONS.items():
+            lines.append(row(f"{name}, {label}", truth, *cross_fitted(truth, probs, fit)))
     table = "\n".join(lines) + "\n"
     print(table)
     publish(table, "bias.md", "bias")

@@ -382,7 +382,7 @@ def test_a_quantile_mapping_undoes_the_regression_to_the_middle_on_faces_it_neve
     estimate = 40 + 0.6 * (truth - 40) + rng.normal(0, 3, len(truth))  # the old aged down, the young aged up
     fit, held = slice(0, 2000), slice(2000, None)
     for strength in (1.0, 0.5):
-        age_map = fit_quantile_mapping(truth[fit], estimate[fit], strength)
+        age_map = fit_quantile_mapping(truth[fit], estimate[fit], strength, from_age=None)
         mapped = age_map.forward(estimate[held])
         old, young = truth[held] >= 70, truth[held] <= 10
         before = (estimate[held][old] - truth[held][old]).mean(), (estimate[held][young] - truth[held][young]).mean()
@@ -393,6 +393,11 @@ def test_a_quantile_mapping_undoes_the_regression_to_the_middle_on_faces_it_neve
         else:  # halfway
             assert after[0] == pytest.approx(before[0] / 2, abs=2) and after[1] == pytest.approx(before[1] / 2, abs=2)
         assert np.all(np.diff(age_map.forward(np.linspace(0, 100, 501))) > 0)  # the order of faces is kept
+    # from an age up: below it the median offset, above it (after the 5-year blend) the whole-range mapping
+    whole, upper = (fit_quantile_mapping(truth[fit], estimate[fit], 1.0, from_age) for from_age in (None, 45.0))
+    offset = np.median(truth[fit] - estimate[fit])
+    np.testing.assert_allclose(upper.forward([0.0, 20.0, 44.5]), np.array([0.0, 20.0, 44.5]) + offset, atol=1e-6)
+    np.testing.assert_allclose(upper.forward([50.5, 60.0, 75.0]), whole.forward([50.5, 60.0, 75.0]), atol=1e-6)
     for strength in (0.0, 1.5):
         with pytest.raises(FaceageError, match="strength"):
             fit_quantile_mapping(truth, estimate, strength)
@@ -434,7 +439,7 @@ def test_a_quantile_mapping_is_fitted_on_val_faces_stored_in_the_file_and_carrie
     assert mapped.age_low <= mapped.age <= mapped.age_high
     evaluation = evaluate(path, samples_from_data_dir(prepared_subset, "test"), tmp_path / "eval")
     assert evaluation.metrics["model"]["age_mapping"] == 1.0
-    assert "quantile mapping of strength 1" in model_card(meta, {"test": evaluation.metrics})
+    assert "quantile mapping of strength 1 from age 45" in model_card(meta, {"test": evaluation.metrics})
     out = tmp_path / "m.onnx"
     result = CliRunner().invoke(app, ["export", str(tiny_run), "--age-mapping", "0.5", "--out", str(out)])
     assert result.exit_code == 1 and "--age-correction-data" in result.output and not out.exists()

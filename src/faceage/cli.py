@@ -239,6 +239,10 @@ def export(
     age_mapping: Annotated[float | None, typer.Option(help="Store a quantile mapping of this strength (above 0, at "
                                                            "most 1) fitted on --age-correction-data instead of an "
                                                            "offset: less regression to the middle.")] = None,
+    age_mapping_from: Annotated[float | None, typer.Option(help="Age from which the mapping replaces the median "
+                                                                "offset, blended in over 5 years (default: the age "
+                                                                "chosen on validation faces, "
+                                                                "faceage.train.offset.MAPPING_FROM_AGE).")] = None,
     weights: Annotated[str | None, typer.Option(help="Each run's share of the average, comma-separated in the order "
                                                      "of the runs, e.g. 2,1,1 (default: equal).")] = None,
 ) -> None:  # fmt: skip
@@ -256,6 +260,7 @@ def export(
     report = export_model(runs, out, name=name, float16_weights=float16_weights, flip=flip,
                           int8_data=calibration_data, int8_faces=calibration_faces,
                           correction_data=age_correction_data, mapping_strength=age_mapping,
+                          mapping_from_age=age_mapping_from,
                           weights=shares)  # fmt: skip
 
     shown.show_export(console, report, out)

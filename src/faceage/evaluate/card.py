@@ -96,10 +96,11 @@ def _correction_text(metadata: ModelMetadata) -> str:
         ages = (5, 15, 30, 45, 60, 75)
         shown = ", ".join(f"{a} -> {b:.1f}" for a, b in zip(ages, age_map.forward(ages), strict=True))
         return (
-            f" The distribution is first carried through a quantile mapping of strength {mapping['strength']:g} "
-            f"fitted on {mapping['faces']:,} faces of {mapping['source']} (the estimate's quantile there sent to the "
-            f"true age at that quantile; MAE there {mapping['mae_before']:.2f} -> {mapping['mae_after']:.2f}): it "
-            f"undoes part of the regression to the middle, the young aged up and the old aged down (ages {shown})."
+            f" The distribution is first carried through a quantile mapping of strength {mapping['strength']:g}"
+            + (f" from age {mapping['from_age']:g} (below it the median offset)" if mapping.get("from_age") is not None else "")
+            + f", fitted on {mapping['faces']:,} faces of {mapping['source']} (the estimate's quantile there sent to "
+            f"the true age at that quantile; MAE there {mapping['mae_before']:.2f} -> {mapping['mae_after']:.2f}): it "
+            f"undoes part of the regression to the middle, the old aged down (ages {shown})."
         )
     if (offset := metadata.age_offset) is not None:
         return (

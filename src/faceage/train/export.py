@@ -244,14 +244,16 @@ class ExportReport:
 def export_model(runs: list[Path], out: Path, *, name: str | None = None, float16_weights: bool = False,
                  flip: bool | None = None, int8_data: PreparedData | Path | None = None, int8_faces: int = 512,
                  correction_data: PreparedData | Path | None = None, mapping_strength: float | None = None,
+                 mapping_from_age: float | None = None,
                  weights: list[float] | None = None) -> ExportReport:  # fmt: skip
     """``faceage export``: the checkpoints to ONNX, checked against PyTorch, then optionally given int8 weights
     (float arithmetic; checked on ``int8_faces`` validation faces of ``int8_data``) and the age correction measured
-    on the val faces of ``correction_data`` (an offset, or with ``mapping_strength`` a quantile mapping); last, the
-    file's golden outputs are computed and stored (:mod:`faceage.infer.golden`). Everything happens in a temporary
-    folder: ``out`` is written only once every check passed."""
+    on the val faces of ``correction_data``: an offset, or with ``mapping_strength`` a quantile mapping from
+    ``mapping_from_age`` up (by default ``faceage.train.offset.MAPPING_FROM_AGE``). Last, the file's golden outputs
+    are computed and stored (:mod:`faceage.infer.golden`). Everything happens in a temporary folder: ``out`` is
+    written only once every check passed."""
     from faceage.infer.golden import store_golden
-    from faceage.train.offset import apply_age_mapping, apply_age_offset
+    from faceage.train.offset import MAPPING_FROM_AGE, apply_age_mapping, apply_age_offset
     from faceage.train.quantize import (
         KERNEL_MEAN_LIMIT,
         KERNEL_P99_LIMIT,
@@ -302,7 +304,8 @@ def export_model(runs: list[Path], out: Path, *, name: str | None = None, float1
         else:
             float_path.rename(result)
         if correction_data is not None and mapping_strength is not None:
-            correction = apply_age_mapping(result, correction_data, mapping_strength)
+            from_age = MAPPING_FROM_AGE if mapping_from_age is None else mapping_from_age
+            correction = apply_age_mapping(result, correction_data, mapping_strength, from_age)
         elif correction_data is not None:
             correction = apply_age_offset(result, correction_data)
         golden = store_golden(result)
