@@ -5,7 +5,7 @@ validation split only.
                                           [--shares 0.4,0.5,0.6,0.7] [--data data/utk]
 
 For each share s of the first run: `faceage export FIRST OTHERS... --weights s,(1-s)/k,... --no-flip
---age-offset-data DATA` (float weights; the others' inputs resampled from the first's in the graph), then
+--age-correction-data DATA` (float weights; the others' inputs resampled from the first's in the graph), then
 `faceage evaluate` on the val split's aligned crops: MAE, five-bin accuracy, CS@5, 60+ bias and 13-17-year-olds
 estimated 25 or older. Share 1 is the first run alone, share 0 the others alone. No test face is read. Writes
 benchmarks/results/fusion.md.

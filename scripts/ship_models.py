@@ -8,7 +8,7 @@
 - ``faceage-fast.onnx``: the run whose int8, no-flip export has the lowest MAE on the validation split: one pass of
   the network per face.
 
-With ``--runs`` both go through `faceage export --int8 --age-offset-data` (parity with PyTorch for the float graph,
+With ``--runs`` both go through `faceage export --int8 --age-correction-data` (parity with PyTorch for the float graph,
 then int8 weights compared with the float model on validation faces, this CPU's run compared with the graph as
 written, then the age offset that lowers the absolute error measured on validation faces, faceage.train.offset).
 ``--weights-only-shipped`` instead rewrites the shipped files of an earlier faceage, which computed in int8 and gave
@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def export_from_runs(runs: list[Path], data: Path, name: str) -> None:
     faceage = str(Path(sys.executable).parent / "faceage")
-    common = ["--no-flip", "--int8", "--calibration-data", str(data), "--age-offset-data", str(data)]
+    common = ["--no-flip", "--int8", "--calibration-data", str(data), "--age-correction-data", str(data)]
 
     def export(members: list[Path], model_name: str, out: Path) -> None:
         subprocess.run([faceage, "export", *map(str, members), *common, "--name", model_name, "--out", str(out)],
