@@ -8,7 +8,7 @@ For each share s of the first run: `faceage export FIRST OTHERS... --weights s,(
 --age-correction-data DATA` (float weights; the others' inputs resampled from the first's in the graph), then
 `faceage evaluate` on the val split's aligned crops: MAE, five-bin accuracy, CS@5, 60+ bias and 13-17-year-olds
 estimated 25 or older. Share 1 is the first run alone, share 0 the others alone. No test face is read. Writes
-benchmarks/results/fusion.md.
+benchmarks/results/SECTION.md and the README's SECTION section (`--section`, default fusion).
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ def main() -> None:
     parser.add_argument("--first", type=Path, required=True)
     parser.add_argument("--others", type=Path, nargs="+", required=True)
     parser.add_argument("--shares", default="0,0.4,0.5,0.6,0.7,1")
+    parser.add_argument("--section", default="fusion",
+                        help="results file and README section to write (e.g. fusion-dlibface)")  # fmt: skip
     args = parser.parse_args()
     others = ", ".join(f"`{other.name}`" for other in args.others)
     lines = [
@@ -59,7 +61,7 @@ def main() -> None:
         print(lines[-1], flush=True)
     table = "\n".join(lines) + "\n"
     print(table)
-    publish(table, "fusion.md", "fusion")
+    publish(table, f"{args.section}.md", args.section)
 
 
 if __name__ == "__main__":
