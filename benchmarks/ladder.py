@@ -69,12 +69,18 @@ def with_shipped_row(table: str, shipped: Path, runs: Path) -> str:
     ensemble = json.loads(cached.read_text()) if cached.is_file() else {}
     minutes = f"{ensemble['train_minutes']:.1f}" if ensemble else "-"
     parameters = f"{ensemble['parameters']:,}" if ensemble else "-"
-    offset = meta.age_offset["years"] if meta.age_offset else None
     form = "int8 weights, float arithmetic" if not meta.int8_arithmetic else "int8"
+    if meta.age_mapping:
+        mapping = meta.age_mapping
+        correction = (f", quantile mapping of strength {mapping['strength']:g}"
+                      + (f" from age {mapping['from_age']:g}" if mapping.get("from_age") is not None else "")
+                      + " fitted on the val split")  # fmt: skip
+    else:
+        correction = f", age offset {meta.offset_years:+.2f} years from the val split" if meta.age_offset else ""
     runs_text = f"the `{meta.model}` ×{members} row" if members > 1 else f"one `{meta.model}` run (below)"
-    what = (f"the shipped default: {runs_text} as shipped ({form}, no flip averaging"
-            + (f", age offset {offset:+.2f} years from the val split" if offset is not None else "")
-            + "), measured on the file by `faceage evaluate` (`benchmarks/evaluation.py`)")  # fmt: skip
+    flip = "flip averaging" if meta.flip_averaged else "no flip averaging"
+    what = (f"the shipped default: {runs_text} as shipped ({form}, {flip}{correction}), measured on the file by "
+            "`faceage evaluate` (`benchmarks/evaluation.py`)")  # fmt: skip
     row = (
         f"| `default` (shipped) | {what} | ~0.59 (VGG16 transfer) | - / {val['headline']['acc']:.1%} / "
         f"**{test['headline']['acc']:.1%}** | {test['headline']['mae']:.2f} | {parameters} | {minutes} |"
