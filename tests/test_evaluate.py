@@ -210,6 +210,11 @@ def test_model_card_from_an_evaluation(folder_evaluation, tmp_path):
                     "## Screening (Challenge-25", "## Known failure modes"):  # fmt: skip
         assert heading in card
     assert "non-commercial research" in card and "| male |" in card and "| 60+ |" in card
+    from dataclasses import replace
+
+    for flip in (True, False):  # what the file computes is what the card says
+        card_text = model_card(replace(metadata, flip_averaged=flip), {"photos": folder_evaluation.metrics})
+        assert ("mirror image" in card_text) == flip
     with pytest.raises(FaceageError, match="at least one evaluation"):
         model_card(metadata, {})
     out = tmp_path / "card.md"

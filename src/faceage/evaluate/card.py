@@ -35,6 +35,7 @@ def _model_lines(metadata: ModelMetadata) -> list[str]:
     lines = [
         f"- Architecture: `{metadata.model}`"
         + (f", the average of {members} independently fine-tuned runs" if members > 1 else "")
+        + (", each face averaged with its mirror image (two passes per face)" if metadata.flip_averaged else "")
         + (", weights stored as float16" if metadata.float16_weights else "")
         + (
             (
@@ -95,9 +96,10 @@ def _correction_text(metadata: ModelMetadata) -> str:
         age_map = metadata.age_map
         ages = (5, 15, 30, 45, 60, 75)
         shown = ", ".join(f"{a} -> {b:.1f}" for a, b in zip(ages, age_map.forward(ages), strict=True))
+        from_age = mapping.get("from_age")
         return (
             f" The distribution is first carried through a quantile mapping of strength {mapping['strength']:g}"
-            + (f" from age {mapping['from_age']:g} (below it the median offset)" if mapping.get("from_age") is not None else "")
+            + (f" from age {from_age:g} (below it the median offset)" if from_age is not None else "")
             + f", fitted on {mapping['faces']:,} faces of {mapping['source']} (the estimate's quantile there sent to "
             f"the true age at that quantile; MAE there {mapping['mae_before']:.2f} -> {mapping['mae_after']:.2f}): it "
             f"undoes part of the regression to the middle, the old aged down (ages {shown})."
