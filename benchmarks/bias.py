@@ -10,7 +10,8 @@ over the whole age range or from faceage.train.offset.MAPPING_FROM_AGE up (the m
 each fitted on one half of the validation faces and measured on the other (both ways round, a fixed random halving),
 applied to the whole distribution as the estimator applies it: no test face is read. Prints MAE, CS@5, five-bin
 accuracy, the bias per true-age band (estimate - truth) and the share of 13-17-year-olds estimated 25 or older;
-writes benchmarks/results/SECTION.md and the README's SECTION section (`--section`, default bias).
+writes benchmarks/results/SECTION.md and the README's SECTION section (`--section`, default bias; `--no-readme`:
+the results file only).
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=ROOT / "data" / "utk")
     parser.add_argument("--model", action="append", default=None, help="shipped name or ONNX file (repeatable)")
     parser.add_argument("--section", default="bias", help="results file and README section to write")
+    parser.add_argument("--no-readme", action="store_true", help="write the results file only")
     args = parser.parse_args()
     models = args.model or ["default"]
     lines = None
@@ -93,7 +95,7 @@ def main() -> None:
             lines.append(row(f"{name}, {label}", truth, *cross_fitted(truth, probs, fit)))
     table = "\n".join(lines) + "\n"
     print(table)
-    publish(table, f"{args.section}.md", args.section)
+    publish(table, f"{args.section}.md", None if args.no_readme else args.section)
 
 
 if __name__ == "__main__":
