@@ -238,10 +238,8 @@ def show_export(console: Console, report, out: Path) -> None:
             f"{kernels.p99_change:.4f}): float arithmetic, the same answer on every CPU"
         )
     if (correction := report.correction) is not None:
-        what = (f"age offset {correction.years:+.2f} years" if hasattr(correction, "years")
-                else f"age quantile mapping (strength {correction.strength:g})")  # fmt: skip
-        console.print(f"{what}, measured on {correction.faces} faces of {correction.source}: MAE there "
-                      f"{correction.mae_before:.3f} -> {correction.mae_after:.3f}")  # fmt: skip
+        console.print(f"{correction.describe()}, measured on {correction.faces} faces of {correction.source}: MAE "
+                      f"there {correction.mae_before:.3f} -> {correction.mae_after:.3f}")  # fmt: skip
     meta = report.metadata
     console.print(f"golden outputs stored for {report.golden_faces} faces ('faceage selftest --model {out}')")
     console.print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): {meta.model}, bins {meta.bins}")

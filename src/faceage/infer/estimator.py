@@ -85,6 +85,7 @@ class AgeEstimator:
         if not meta.predicts_ages and self.bins != self.model_bins:
             raise FaceageError(f"this model predicts the bins {self.model_bins}; it cannot answer in other bins")
         self.session = open_session(self.model.path, threads, reference=reference)
+        self._age_map = self.model.metadata.age_map  # parsed once: every face goes through it
         self.detector = MTCNN(detector or DetectorConfig(threads=threads))
         self.max_pixels = max_pixels
         self.max_bytes = max_bytes  # a file or upload larger than this is refused unread (ImageError)
@@ -108,7 +109,7 @@ class AgeEstimator:
     def age_map(self):
         """The correction the model's distributions are carried through (measured at export,
         ``faceage.train.offset``: an offset or a quantile mapping), None if none."""
-        return self.model.metadata.age_map
+        return self._age_map
 
     def predict(self, image, cropped: bool = False) -> list[Face]:
         """Faces in one image (path, bytes, PIL image or array), largest box first."""

@@ -253,7 +253,7 @@ def export_model(runs: list[Path], out: Path, *, name: str | None = None, float1
     are computed and stored (:mod:`faceage.infer.golden`). Everything happens in a temporary folder: ``out`` is
     written only once every check passed."""
     from faceage.infer.golden import store_golden
-    from faceage.train.offset import MAPPING_FROM_AGE, apply_age_mapping, apply_age_offset
+    from faceage.train.offset import MAPPING_FROM_AGE, apply_age_mapping, apply_age_offset, check_mapping_strength
     from faceage.train.quantize import (
         KERNEL_MEAN_LIMIT,
         KERNEL_P99_LIMIT,
@@ -265,9 +265,8 @@ def export_model(runs: list[Path], out: Path, *, name: str | None = None, float1
 
     if mapping_strength is not None and correction_data is None:
         raise FaceageError("an age mapping is fitted on validation faces: give --age-correction-data DATA_DIR too")
-    if mapping_strength is not None and not 0.0 < mapping_strength <= 1.0:
-        raise FaceageError(f"--age-mapping {mapping_strength}: the strength is above 0 and at most 1 (1: the full "
-                           "quantile mapping, 0.5: halfway)")  # fmt: skip
+    if mapping_strength is not None:
+        check_mapping_strength(mapping_strength)  # before any work
     if int8_data is not None and float16_weights:
         raise FaceageError("choose --int8 or --float16-weights, not both (int8 weights are smaller still)")
     opened: dict[str, PreparedData] = {}  # each prepared folder opened once, before any work
