@@ -9,9 +9,13 @@ strengths (the estimate's quantile in the fitting faces sent to the true age at 
 over the whole age range or from faceage.train.offset.MAPPING_FROM_AGE up (the median offset below it),
 each fitted on one half of the validation faces and measured on the other (both ways round, a fixed random halving),
 applied to the whole distribution as the estimator applies it: no test face is read. Prints MAE, CS@5, five-bin
-accuracy, the bias per true-age band (estimate - truth) and the share of 13-17-year-olds estimated 25 or older;
-writes benchmarks/results/SECTION.md and the README's SECTION section (`--section`, default bias; `--no-readme`:
-the results file only).
+accuracy, the bias per true-age band (estimate - truth) and the share of 13-17-year-olds estimated 25 or older.
+`--balanced TAU` (repeatable) adds rows for the distributions divided by the training faces' age density to the
+power TAU (smoothed as faceage.train.module.age_weights smooths it for `reweight`) and renormalised: the
+inference-time form of a balanced softmax (logit adjustment, Menon et al. 2021; the categorical counterpart of
+Balanced MSE, Ren et al. 2022), which no file can store; each with no correction, the median offset and the mapping
+from MAPPING_FROM_AGE. Writes benchmarks/results/SECTION.md and the README's SECTION section (`--section`, default
+bias; `--no-readme`: the results file only).
 """
 
 from __future__ import annotations
@@ -23,8 +27,10 @@ import numpy as np
 
 import readme
 from faceage.bins import AgeBins
+from faceage.data.prepared import PreparedData
 from faceage.distribution import AgeMap, expected_age, head_estimates
 from faceage.metrics import age_bands, band_label
+from faceage.train.module import age_weights
 from faceage.train.offset import MAPPING_FROM_AGE, fit_quantile_mapping, validation_probabilities
 from faceage.weights import model_path
 from readme import publish
@@ -58,6 +64,20 @@ CORRECTIONS = {
 }  # fmt: skip
 
 
+def balanced(probs: np.ndarray, train_ages: np.ndarray, tau: float) -> np.ndarray:
+    """``probs`` divided by the training faces' smoothed age density to the power ``tau``, renormalised."""
+    weighted = probs * np.asarray(age_weights(train_ages, "inverse", sigma=2.0))[None, : probs.shape[1]] ** tau
+    return weighted / weighted.sum(axis=1, keepdims=True)
+
+
+def table_head(truth: np.ndarray) -> list[str]:
+    """The header and rule lines of the table :func:`row` fills."""
+    heads = [band_label(low, high) for low, high, _ in age_bands(truth)]
+    bands = " | ".join(f"bias {h}" for h in heads)
+    return [f"| model | MAE | CS@5 | five-bin acc | {bands} | 13-17 estimated 25+ |",
+            "|---|---|---|---|" + "---|" * len(heads) + "---|"]  # fmt: skip
+
+
 def row(label: str, truth: np.ndarray, estimate: np.ndarray, bin_probs: np.ndarray) -> str:
     error = estimate - truth
     teens = (truth >= 13) & (truth <= 17)
@@ -73,6 +93,14 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=ROOT / "data" / "utk")
     parser.add_argument("--model", action="append", default=None, help="shipped name or ONNX file (repeatable)")
     parser.add_argument("--section", default="bias", help="results file and README section to write")
+    parser.add_argument(
+        "--balanced",
+        type=float,
+        action="append",
+        default=[],
+        metavar="TAU",
+        help="also the distributions divided by the training age density ** TAU (repeatable)",
+    )
     parser.add_argument("--no-readme", action="store_true", help="write the results file only")
     args = parser.parse_args()
     models = args.model or ["default"]
@@ -80,19 +108,22 @@ def main() -> None:
     for model in models:
         probs, truth = validation_probabilities(model_path(model), args.data)
         if lines is None:
-            heads = [band_label(low, high) for low, high, _ in age_bands(truth)]
             lines = [
                 f"`python benchmarks/bias.py`: {len(truth)} faces of the UTKFace val split (aligned crops); bias = "
                 f"estimate - truth per true-age band; each correction fitted on one half of the faces and measured on "
                 f"the other; {readme.machine()}.",
                 "",
-                "| model | MAE | CS@5 | five-bin acc | " + " | ".join(f"bias {h}" for h in heads)
-                + " | 13-17 estimated 25+ |",
-                "|---|---|---|---|" + "---|" * len(heads) + "---|",
-            ]  # fmt: skip
+                *table_head(truth),
+            ]
         name = Path(model).stem if str(model).endswith(".onnx") else f"`{model}`"
         for label, fit in CORRECTIONS.items():
             lines.append(row(f"{name}, {label}", truth, *cross_fitted(truth, probs, fit)))
+        train_ages = PreparedData.open(args.data).split("train")["age"].to_numpy(float)
+        for tau in args.balanced:
+            for label in ("no correction", "median offset", f"quantile mapping 1 from {MAPPING_FROM_AGE:g}"):
+                reweighted = balanced(probs, train_ages, tau)
+                lines.append(row(f"{name} balanced {tau:g}, {label}", truth,
+                                 *cross_fitted(truth, reweighted, CORRECTIONS[label])))  # fmt: skip
     table = "\n".join(lines) + "\n"
     print(table)
     publish(table, f"{args.section}.md", None if args.no_readme else args.section)

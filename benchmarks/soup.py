@@ -1,0 +1,85 @@
+"""Weight averaging of fine-tuned runs (a uniform "model soup", Wortsman et al. 2022) against the first run alone
+and against averaging the runs' outputs: a soup costs one network per face, an output average one per run.
+
+    .venv/bin/python benchmarks/soup.py runs/try/dlibface-e18 runs/try/dlibface-e18-seed1 [--data data/utk]
+
+The soup is every floating-point weight and buffer of the runs' best checkpoints averaged (the runs must be one
+architecture). Each candidate is exported as `faceage export` does with flip averaging (float weights), and measured
+as benchmarks/bias.py measures: the val split's aligned crops, each correction fitted on one half of the faces and
+measured on the other. No test face is read. Writes benchmarks/results/SECTION.md (`--section`, default soup) and,
+unless `--no-readme`, the README's SECTION section.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import torch
+
+import readme
+from bias import CORRECTIONS, cross_fitted, row, table_head
+from faceage.errors import FaceageError
+from faceage.train.export import export_model, find_checkpoint
+from faceage.train.offset import MAPPING_FROM_AGE, validation_probabilities
+from readme import publish
+
+ROOT = Path(__file__).resolve().parents[1]
+SHOWN = ("no correction", "median offset", f"quantile mapping 1 from {MAPPING_FROM_AGE:g}")
+
+
+def souped_checkpoint(runs: list[Path], out: Path) -> Path:
+    """The runs' best checkpoints with their floating-point state averaged, written to ``out`` (a .ckpt file)."""
+    checkpoints = [torch.load(find_checkpoint(run), map_location="cpu", weights_only=False) for run in runs]
+    states = [checkpoint["state_dict"] for checkpoint in checkpoints]
+    if any(state.keys() != states[0].keys() for state in states):
+        raise FaceageError("the runs are not one architecture: their checkpoints hold other weights")
+    averaged = {key: sum(s[key] for s in states) / len(states) if torch.is_floating_point(value) else value
+                for key, value in states[0].items()}  # fmt: skip
+    kept = {key: checkpoints[0][key] for key in ("hyper_parameters", "pytorch-lightning_version") if key in
+            checkpoints[0]}  # fmt: skip
+    torch.save({**kept, "state_dict": averaged}, out)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", type=Path, nargs="+", help="run folders of one model (two or more)")
+    parser.add_argument("--data", type=Path, default=ROOT / "data" / "utk")
+    parser.add_argument("--section", default="soup", help="results file and README section to write")
+    parser.add_argument("--no-readme", action="store_true", help="write the results file only")
+    args = parser.parse_args()
+    if len(args.runs) < 2:
+        raise SystemExit("give two or more run folders to average")
+    names = " + ".join(f"`{run.name}`" for run in args.runs)
+    lines = None
+    with tempfile.TemporaryDirectory() as tmp:
+        candidates = {
+            f"`{args.runs[0].name}` alone": [args.runs[0]],
+            "weight soup (one network)": [souped_checkpoint(args.runs, Path(tmp) / "soup.ckpt")],
+            f"output average ({len(args.runs)} networks)": args.runs,
+        }
+        for label, members in candidates.items():
+            path = Path(tmp) / "candidate.onnx"
+            export_model(members, path, flip=True)
+            probs, truth = validation_probabilities(path, args.data)
+            if lines is None:
+                lines = [
+                    f"`python benchmarks/soup.py`: {names} (flip averaging, float weights; the output average runs "
+                    f"{len(args.runs)} networks a face, the soup one), {len(truth)} faces of the UTKFace val split "
+                    f"(aligned crops); each correction fitted on one half of the faces and measured on the other; "
+                    f"{readme.machine()}.",
+                    "",
+                    *table_head(truth),
+                ]
+            for correction in SHOWN:
+                lines.append(row(f"{label}, {correction}", truth, *cross_fitted(truth, probs, CORRECTIONS[correction])))
+                print(lines[-1], flush=True)
+    table = "\n".join(lines) + "\n"
+    print(table)
+    publish(table, f"{args.section}.md", None if args.no_readme else args.section)
+
+
+if __name__ == "__main__":
+    main()
