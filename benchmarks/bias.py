@@ -62,6 +62,8 @@ CORRECTIONS = {
     **{f"quantile mapping {s:g} from {MAPPING_FROM_AGE:g}": (lambda truth, estimate, s=s: fit_quantile_mapping(
         truth, estimate, s)) for s in STRENGTHS},
 }  # fmt: skip
+# the corrections shown for the variants of a model (--balanced here, benchmarks/soup.py)
+SHORT_LIST = ("no correction", "median offset", f"quantile mapping 1 from {MAPPING_FROM_AGE:g}")
 
 
 def balanced(probs: np.ndarray, train_ages: np.ndarray, tau: float) -> np.ndarray:
@@ -104,6 +106,7 @@ def main() -> None:
     parser.add_argument("--no-readme", action="store_true", help="write the results file only")
     args = parser.parse_args()
     models = args.model or ["default"]
+    train_ages = PreparedData.open(args.data).split("train")["age"].to_numpy(float) if args.balanced else None
     lines = None
     for model in models:
         probs, truth = validation_probabilities(model_path(model), args.data)
@@ -118,10 +121,9 @@ def main() -> None:
         name = Path(model).stem if str(model).endswith(".onnx") else f"`{model}`"
         for label, fit in CORRECTIONS.items():
             lines.append(row(f"{name}, {label}", truth, *cross_fitted(truth, probs, fit)))
-        train_ages = PreparedData.open(args.data).split("train")["age"].to_numpy(float)
         for tau in args.balanced:
-            for label in ("no correction", "median offset", f"quantile mapping 1 from {MAPPING_FROM_AGE:g}"):
-                reweighted = balanced(probs, train_ages, tau)
+            reweighted = balanced(probs, train_ages, tau)
+            for label in SHORT_LIST:
                 lines.append(row(f"{name} balanced {tau:g}, {label}", truth,
                                  *cross_fitted(truth, reweighted, CORRECTIONS[label])))  # fmt: skip
     table = "\n".join(lines) + "\n"

@@ -19,14 +19,13 @@ from pathlib import Path
 import torch
 
 import readme
-from bias import CORRECTIONS, cross_fitted, row, table_head
+from bias import CORRECTIONS, SHORT_LIST, cross_fitted, row, table_head
 from faceage.errors import FaceageError
 from faceage.train.export import export_model, find_checkpoint
-from faceage.train.offset import MAPPING_FROM_AGE, validation_probabilities
+from faceage.train.offset import validation_probabilities
 from readme import publish
 
 ROOT = Path(__file__).resolve().parents[1]
-SHOWN = ("no correction", "median offset", f"quantile mapping 1 from {MAPPING_FROM_AGE:g}")
 
 
 def souped_checkpoint(runs: list[Path], out: Path) -> Path:
@@ -73,7 +72,7 @@ def main() -> None:
                     "",
                     *table_head(truth),
                 ]
-            for correction in SHOWN:
+            for correction in SHORT_LIST:
                 lines.append(row(f"{label}, {correction}", truth, *cross_fitted(truth, probs, CORRECTIONS[correction])))
                 print(lines[-1], flush=True)
     table = "\n".join(lines) + "\n"
