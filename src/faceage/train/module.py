@@ -30,11 +30,14 @@ from faceage.models import get_model_info
 
 def flip_averaged(net: torch.nn.Module, x: torch.Tensor, flip: bool) -> torch.Tensor:
     """The network's probabilities for the faces ``x``, averaged with those of their mirror images when ``flip``: the
-    one test-time flip of evaluation during training and of the exported graph."""
-    probs = F.softmax(net(x), dim=1)
-    if flip:
-        probs = 0.5 * (probs + F.softmax(net(torch.flip(x, dims=[3])), dim=1))
-    return probs
+    one test-time flip of evaluation during training and of the exported graph. The faces and their mirror images go
+    through the network as one batch (one call per member in the exported graph, not two); in eval mode each face's
+    output does not depend on the others in its batch. Only the "ages" head is flip-averaged, so the halves are split
+    by its constant class count: the exported graph computes no sizes on each call."""
+    if not flip:
+        return F.softmax(net(x), dim=1)
+    probs = F.softmax(net(torch.cat([x, torch.flip(x, dims=[3])])), dim=1)
+    return probs.reshape(2, -1, MAX_AGE_CLASS + 1).mean(dim=0)
 
 
 def age_weights(train_ages: np.ndarray, rule: str, sigma: float) -> list[float] | None:
