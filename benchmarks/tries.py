@@ -24,11 +24,13 @@ from readme import publish
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def changes(model: str, recipe: dict, seed: int) -> str:
+def changes(model: str, recipe: dict, seed: int, teacher: dict | None) -> str:
     default = recipe_for(model).__dict__
     used = {**Recipe().__dict__, **recipe}  # a field newer than the run: the run behaved as its class default
     changed = [f"{key}={value}" for key, value in used.items() if key in default and default[key] != value]
-    return ", ".join(changed + ([f"seed {seed}"] if seed else [])) or "default recipe"
+    changed += [f"seed {seed}"] if seed else []
+    changed += [f"taught by `{teacher['name']}`"] if teacher else []  # recorded in the summary of a finished run
+    return ", ".join(changed) or "default recipe"
 
 
 def main() -> None:
@@ -47,7 +49,7 @@ def main() -> None:
         model = hparams["model_name"]
         minutes = summary.get("train_minutes")
         lines.append(
-            f"| `{run.name}` | `{model}` | {changes(model, hparams['recipe'], summary.get('seed', 0))} | "
+            f"| `{run.name}` | `{model}` | {changes(model, hparams['recipe'], summary.get('seed', 0), summary.get('teacher'))} | "
             f"{int(metrics['epoch'].max()) + 1}{'' if summary else ' (stopped)'} | {best['val_mae']:.2f} "
             f"({int(best['epoch'])}) | {best['val_acc']:.1%} | {'-' if minutes is None else f'{minutes:.1f}'} |"
         )
