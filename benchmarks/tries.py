@@ -48,8 +48,9 @@ def main() -> None:
         best = metrics.loc[metrics["val_mae"].idxmin()]
         model = hparams["model_name"]
         minutes = summary.get("train_minutes")
+        changed = changes(model, hparams["recipe"], summary.get("seed", 0), summary.get("teacher"))
         lines.append(
-            f"| `{run.name}` | `{model}` | {changes(model, hparams['recipe'], summary.get('seed', 0), summary.get('teacher'))} | "
+            f"| `{run.name}` | `{model}` | {changed} | "
             f"{int(metrics['epoch'].max()) + 1}{'' if summary else ' (stopped)'} | {best['val_mae']:.2f} "
             f"({int(best['epoch'])}) | {best['val_acc']:.1%} | {'-' if minutes is None else f'{minutes:.1f}'} |"
         )

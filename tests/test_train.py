@@ -194,6 +194,22 @@ def test_the_age_weights_weigh_each_faces_loss(prepared_subset, tmp_path):
     assert result.summary["recipe"]["reweight"] == "sqrt-inverse" and result.summary["val_mae"] > 0
 
 
+def test_a_wider_crop_reaches_the_checkpoint_and_the_faces_learnt_from(prepared_subset, tmp_path):
+    """recipe crop_fraction: the run learns from, records and saves the wider crop (export reads it from there)."""
+    from faceage.models import get_model_info
+
+    own = get_model_info("transfer").preprocessing
+    result = train_model(prepared_subset, "transfer", tmp_path / "wide", epochs=1, limit=16, progress=False,
+                         recipe_settings=["crop_fraction=0.8"])  # fmt: skip
+    assert own.crop_fraction != 0.8 and result.summary["preprocessing"]["crop_fraction"] == 0.8
+    module = AgeModule.load_from_checkpoint(tmp_path / "wide" / "checkpoints" / "last.ckpt", map_location="cpu")
+    assert module.hparams.preprocessing["crop_fraction"] == 0.8
+    assert module.hparams.preprocessing["center_y"] == own.center_y
+    with pytest.raises(FaceageError, match="outside the image"):
+        train_model(prepared_subset, "transfer", tmp_path / "too-wide", epochs=1, limit=16, progress=False,
+                    recipe_settings=["crop_fraction=0.95"])  # fmt: skip
+
+
 def test_film_grain_augmentation_adds_monochrome_noise_to_the_share_asked(prepared_subset):
     import albumentations as A
     import numpy as np

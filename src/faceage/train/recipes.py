@@ -35,6 +35,9 @@ class Recipe:
     reweight: str = "none"
     lds_sigma: float = 2.0
     grain: float = 0.0  # share of augmented training faces given film grain (monochrome noise, 2-10% of the range)
+    # share of the aligned crop's side the network sees (None = the model's own, e.g. 0.683 for dlibface: dlib's
+    # face chip); wider shows more hair, forehead and chin at the same input size and cost per face
+    crop_fraction: float | None = None
 
     def with_settings(self, settings: list[str]) -> Recipe:
         """This recipe with ``KEY=VALUE`` settings applied (``faceage train --recipe``), read as the field's type."""

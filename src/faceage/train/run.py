@@ -89,7 +89,10 @@ def train_model(
     if refit and epochs is None:
         raise FaceageError("training on train+val leaves no validation faces to stop on: give --epochs N, the best "
                            "epoch of train-only runs of this recipe (see their summary.json)")  # fmt: skip
-    teacher_model = Teacher(teacher, info.preprocessing) if teacher is not None else None
+    preprocessing = info.preprocessing if recipe.crop_fraction is None else replace(
+        info.preprocessing, crop_fraction=recipe.crop_fraction
+    )  # fmt: skip
+    teacher_model = Teacher(teacher, preprocessing) if teacher is not None else None
     data = PreparedData.open(data_dir)
     bins = data.bins
     last = out / "checkpoints" / "last.ckpt"
@@ -100,10 +103,10 @@ def train_model(
     out.mkdir(parents=True, exist_ok=True)
     L.seed_everything(seed, workers=True, verbose=False)
 
-    datamodule = FaceDataModule(data, info.preprocessing, bins, recipe.batch_size, recipe.augment,
+    datamodule = FaceDataModule(data, preprocessing, bins, recipe.batch_size, recipe.augment,
                                 num_workers=num_workers, limit=limit, teacher=teacher_model,
                                 fit_on=fit_on, grain=recipe.grain)  # fmt: skip
-    module = AgeModule(model_name, bins.spec, info.preprocessing.to_dict(), info.head, asdict(recipe),
+    module = AgeModule(model_name, bins.spec, preprocessing.to_dict(), info.head, asdict(recipe),
                        datamodule.bin_representative_ages().tolist(), sigma=recipe.sigma,
                        l1_weight=recipe.l1_weight, fit_on=fit_on,
                        age_weights=age_weights(datamodule.arrays["train"].ages, recipe.reweight, recipe.lds_sigma)
@@ -171,7 +174,7 @@ def train_model(
         "head": info.head,
         "parameters": count_parameters(best.net),
         "bins": bins.spec,
-        "preprocessing": info.preprocessing.to_dict(),
+        "preprocessing": preprocessing.to_dict(),
         "recipe": asdict(recipe),
         "teacher": None if teacher_model is None else {"name": teacher_model.name, "path": str(teacher)},
         "seed": seed,
