@@ -3,10 +3,12 @@
     .venv/bin/python benchmarks/speed.py [--model PATH.onnx] [--repeat 30]
 
 Measures (after warm-up; median, p95): the age model per aligned face (1 thread, batch 1 and batch 32), for the
-shipped default (an ensemble of four networks) and the shipped `fast` model (one); a whole photo (640×480 with one
-face, and multiface.jpg with six; also with the detector looking for faces down to 20 px as the reference MTCNN
-does); a folder of 96 photos with 2 worker processes, each side as a whole command in a fresh process; and the
-start-up of a one-photo command in a fresh process. Thread counts are printed. Writes benchmarks/results/speed.md
+shipped default and the shipped `fast` model; a whole photo (640×480 with one face, and multiface.jpg with six;
+also with the detector looking for faces down to 20 px as the reference MTCNN does) with the estimator's default
+threads (up to two, `faceage.machine.default_threads`) and with one, each variant timed in turn with the peer (one
+thread: dlib) in every round; the work per face once faces are found (1 thread); a folder of 96 photos with 2
+worker processes (one thread each), each side as a whole command in a fresh process; and the start-up of a one-photo
+command in a fresh process. Thread counts are printed. Writes benchmarks/results/speed.md
 and the README's speed section. The peer's age network is the same size of ResNet as ours (Cydral's); its pipeline
 also runs its gender network, which it cannot switch off.
 """
@@ -43,7 +45,25 @@ def timings(fn, repeat: int, warmup: int = 3) -> tuple[float, float]:
         start = time.perf_counter()
         fn()
         values.append(time.perf_counter() - start)
-    values.sort()
+    return _median_p95(values)
+
+
+def interleaved(fns: list, repeat: int, warmup: int = 3) -> list[tuple[float, float]]:
+    """(median, p95) ms of each function, timed in turn within each of ``repeat`` rounds."""
+    for fn in fns:
+        for _ in range(warmup):
+            fn()
+    values: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeat):
+        for fn, times in zip(fns, values, strict=True):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+    return [_median_p95(times) for times in values]
+
+
+def _median_p95(values: list[float]) -> tuple[float, float]:
+    values = sorted(values)
     return statistics.median(values) * 1000, values[min(len(values) - 1, int(round(0.95 * (len(values) - 1))))] * 1000
 
 
@@ -88,17 +108,19 @@ def main() -> None:
 
     from faceage.detect import DetectorConfig
     from faceage.infer import AgeEstimator
+    from faceage.machine import default_threads
     from faceage.models.transfer import cydral_onnx_path
 
-    ours = AgeEstimator(model=args.model, threads=1)
-    peer = AgeAndGender()
+    threads = default_threads()
+    ours, ours_1 = AgeEstimator(model=args.model), AgeEstimator(model=args.model, threads=1)
+    peer = AgeAndGender()  # dlib: one thread
     rows: list[tuple[str, str, str, str]] = []
 
     # 1. the age model alone, per aligned face
-    models = {ours.name: (ours.session, ours.preprocessing.input_size)}
+    models = {ours.name: (ours_1.session, ours.preprocessing.input_size)}
     if args.model is None:
-        fast = AgeEstimator(model="fast", threads=1)
-        models[fast.name] = (fast.session, fast.preprocessing.input_size)
+        fast, fast_1 = AgeEstimator(model="fast"), AgeEstimator(model="fast", threads=1)
+        models[fast.name] = (fast_1.session, fast.preprocessing.input_size)
     peer_session = session(cydral_onnx_path())
     for name, (age_session, size) in models.items():
         for batch in (1, 32):
@@ -108,22 +130,28 @@ def main() -> None:
             peer_ms = timings(lambda x=x_peer: peer_session.run(None, {"images": x}), args.repeat)
             rows.append((f"age model `{name}`, batch {batch}, per face (1 thread)", *_fmt(ours_ms, peer_ms, batch)))
 
-    # 2. whole photos, end to end (decode excluded: both get the same RGB array / PIL image)
+    # 2. whole photos, end to end (decode excluded: both get the same RGB array / PIL image), every variant timed in
+    # turn with the peer in each round, so that a machine whose speed drifts (a shared VM) moves both sides alike
     photos = {"640×480, one face": photo_640x480()}
     if (PHOTOS / "multiface.jpg").is_file():
         photos["multiface.jpg (1200×630, six faces)"] = np.asarray(Image.open(PHOTOS / "multiface.jpg").convert("RGB"))
     smallest = ours.detector.config.min_face_size
-    reference = AgeEstimator(model=args.model, threads=1, detector=DetectorConfig(min_face_size=20))
+    reference = AgeEstimator(model=args.model, detector=DetectorConfig(min_face_size=20))
+    each = f"{threads} thread{'s' if threads > 1 else ''}"
     for label, rgb in photos.items():
         pil = Image.fromarray(rgb)
-        peer_ms = timings(lambda p=pil: peer.predict(p), max(5, args.repeat // 3))
-        variants = [(ours, f"faces from {smallest} px"), (reference, "faces from 20 px")]
+        variants = [(ours, f"faces from {smallest} px, {each}"), (ours_1, f"faces from {smallest} px, 1 thread"),
+                    (reference, f"faces from 20 px, {each}")]  # fmt: skip
         if args.model is None:
-            variants.insert(1, (fast, f"`fast` model, faces from {smallest} px"))
-        for estimator, note in variants:
-            ours_ms = timings(lambda r=rgb, e=estimator: e.predict(r), max(5, args.repeat // 3))
-            found = f"{len(estimator.predict(rgb))} / {len(peer.predict(pil))} faces"
-            rows.append((f"photo end to end: {label}, {note} ({found})", *_fmt(ours_ms, peer_ms, 1)))
+            variants.insert(2, (fast, f"`fast` model, faces from {smallest} px, {each}"))
+        if threads == 1:  # nothing to compare: the default is one thread here
+            variants = [v for v in variants if v[0] is not ours_1]
+        measured = interleaved([lambda p=pil: peer.predict(p)] + [lambda r=rgb, e=e: e.predict(r) for e, _ in variants],
+                               max(5, args.repeat // 3))  # fmt: skip
+        peer_faces = len(peer.predict(pil))
+        for (estimator, note), ours_ms in zip(variants, measured[1:], strict=True):
+            found = f"{len(estimator.predict(rgb))} / {peer_faces} faces"
+            rows.append((f"photo end to end: {label}, {note} ({found})", *_fmt(ours_ms, measured[0], 1)))
 
     # 2b. the work per face once faces are found: faceage aligns and runs its age model; the peer, given the boxes
     # through its public API, finds 5 landmarks, cuts its chips and runs its age (and gender) networks
@@ -131,11 +159,12 @@ def main() -> None:
         rgb = photos["multiface.jpg (1200×630, six faces)"]
         pil = Image.fromarray(rgb)
         boxes = [(top, right, bottom, left) for left, top, right, bottom in (f["face"] for f in peer.predict(pil))]
-        for estimator, name in ((ours, ours.name), *(((fast, fast.name),) if args.model is None else ())):
+        for estimator, name in ((ours_1, ours.name), *(((fast_1, fast.name),) if args.model is None else ())):
             detections = estimator.detector.detect(rgb)
             ours_ms = timings(lambda e=estimator, d=detections: e.predict_detected(rgb, d), args.repeat)
             peer_ms = timings(lambda: peer.predict(pil, face_bounding_boxes=boxes), args.repeat)
-            label = f"per face once found, multiface.jpg: alignment + age model `{name}` / landmarks, chips, networks"
+            label = (f"per face once found, multiface.jpg: alignment + age model `{name}` / landmarks, chips, "
+                     "networks (1 thread)")  # fmt: skip
             rows.append((label, *_fmt(ours_ms, peer_ms, len(boxes))))
 
     # 3. a folder with 2 worker processes: both as whole commands in a fresh process (start-up included)

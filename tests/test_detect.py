@@ -165,3 +165,24 @@ def test_smallest_face_is_a_setting_with_a_floor(photos):
     assert min(d.width for d in small) < 20 < min(d.width for d in default)
     with pytest.raises(FaceageError, match="at least 12 px"):
         DetectorConfig(min_face_size=8)
+
+
+def test_every_thread_count_finds_the_same_faces(photos):
+    """Two threads (the default where two cores are free: the pyramid is resized beside P-Net) or one: the same
+    boxes, landmarks and scores, bit for bit; a thread count that is not a whole number from 1 is refused."""
+    one, two = MTCNN(DetectorConfig(threads=1)), MTCNN(DetectorConfig(threads=2))
+    assert one._resizer is None and two._resizer is not None
+    for name in ("multiface.jpg", "group-five.jpg", "portrait-paul_rudd.jpg"):
+        rgb = load_rgb(photos / name)
+        assert [f.to_dict() for f in one.detect(rgb)] == [f.to_dict() for f in two.detect(rgb)]
+    for threads in (0, 1.5, True):
+        with pytest.raises(FaceageError, match="threads must be a whole number"):
+            MTCNN(DetectorConfig(threads=threads))
+
+
+def test_the_default_thread_count_is_the_usable_cores_up_to_two():
+    import os
+
+    from faceage.machine import default_threads
+
+    assert MTCNN().config.threads == default_threads() == min(2, len(os.sched_getaffinity(0)))

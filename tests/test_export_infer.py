@@ -345,6 +345,19 @@ def test_predict_detected_ages_faces_found_elsewhere(estimator, photos):
     assert estimator.predict_detected(rgb, []) == []
 
 
+def test_one_thread_and_the_default_two_give_the_same_faces_and_ages(photos):
+    """The shipped default with one thread (a pool's worker) and with the default (two where two cores are free)."""
+    from faceage.images import load_rgb
+    from faceage.machine import default_threads
+
+    rgb = load_rgb(photos / "multiface.jpg")
+    one, default = AgeEstimator(threads=1), AgeEstimator()
+    assert one.detector.config.threads == 1 and default.detector.config.threads == default_threads()
+    assert [f.to_dict() for f in one.predict(rgb)] == [f.to_dict() for f in default.predict(rgb)]
+    with pytest.raises(FaceageError, match="threads must be a whole number"):
+        AgeEstimator(threads=0)
+
+
 def test_an_age_offset_is_measured_on_val_faces_stored_in_the_file_and_moves_every_answer(
     tiny_onnx, prepared_subset, tmp_path
 ):

@@ -16,6 +16,8 @@ import subprocess
 from dataclasses import dataclass
 from functools import cache
 
+from faceage.errors import FaceageError
+
 # flag in /proc/cpuinfo → how it is printed; the instruction sets that change int8 kernels
 X86_FLAGS = {
     "avx2": "AVX2",
@@ -61,6 +63,20 @@ class CpuInfo:
         """One line for a table's caption, e.g. 'AMD EPYC (x86_64: AVX2, AVX-512, AVX-512 VNNI), 2 cores'."""
         seen = " as this process sees it (emulated or masked)" if self.emulated else ""
         return f"{self.model}{seen} ({self.architecture}: {self.instruction_sets}), {self.cores} cores"
+
+
+def default_threads() -> int:
+    """Threads for one estimator's networks: the cores this process may use, at most two. The second thread makes
+    one photo faster (the age model's batch of a face and its mirror image, and the detector's pyramid resized beside
+    P-Net; the photo rows of ``benchmarks/speed.py``); the networks are too small for more threads to pay."""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(2, usable))
+
+
+def check_threads(threads: int) -> int:
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise FaceageError(f"threads must be a whole number, 1 or more; got {threads!r}")
+    return threads
 
 
 @cache

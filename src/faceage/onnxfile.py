@@ -205,6 +205,9 @@ def open_session(model: Path | str | bytes, threads: int = 1, reference: bool = 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    # idle pool threads sleep instead of spinning: a spinning pool took the cores from the photo's other sessions
+    # (detector, age model) and from OpenCV, and the photo got slower with two threads than with one
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3
     if reference:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Iterator
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 
@@ -25,6 +26,7 @@ import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
 from faceage.errors import FaceageError, WeightsError
+from faceage.machine import check_threads, default_threads
 from faceage.onnxfile import open_session
 
 
@@ -73,6 +75,10 @@ class DetectorConfig:
     (``python benchmarks/face_size.py``). Not looking for them also cuts the detector's time on a photo by a third to
     a half (``python benchmarks/speed.py``).
     Pass 20 (or ``faceage predict --min-face 20``) to find the smallest faces anyway.
+
+    ``threads``: ONNX Runtime threads for each network (by default :func:`faceage.machine.default_threads`); from 2
+    on, the pyramid's levels are also resized on a thread of their own while P-Net scans (the detections are the
+    same for every count, ``tests/test_detect.py``).
     """
 
     min_face_size: int = 32
@@ -86,7 +92,7 @@ class DetectorConfig:
     )  # pnet per scale, pnet all, rnet, onet
     min_score: float = 0.9
     min_face_fraction: float = 0.015
-    threads: int = 1
+    threads: int | None = None  # None: faceage.machine.default_threads()
 
     def __post_init__(self) -> None:
         if self.min_face_size < 12:
@@ -299,8 +305,13 @@ class MTCNN:
     """Face detector: ``MTCNN().detect(rgb_uint8)`` → list of :class:`Detection`, highest score first."""
 
     def __init__(self, config: DetectorConfig | None = None):
-        self.config = config or DetectorConfig()
-        self.pnet, self.rnet, self.onet = _networks(self.config.threads)
+        config = config or DetectorConfig()
+        threads = check_threads(default_threads() if config.threads is None else config.threads)
+        self.config = config if config.threads == threads else replace(config, threads=threads)
+        self.pnet, self.rnet, self.onet = _networks(threads)
+        # with two threads or more the pyramid's levels are resized on a thread of their own while P-Net scans the
+        # levels before them (OpenCV and ONNX Runtime both release the GIL): the same levels, sooner
+        self._resizer = ThreadPoolExecutor(1, thread_name_prefix="mtcnn-pyramid") if self.config.threads > 1 else None
 
     def smallest_face(self, height: int, width: int) -> float:
         return max(float(self.config.min_face_size), self.config.min_face_fraction * min(height, width))
@@ -324,12 +335,14 @@ class MTCNN:
         normalised after resizing, so only the pyramid's pixels are converted to float.
         """
         height, width = rgb.shape[:2]
-        for scale in self.scales(height, width):
-            hs, ws = int(height * scale), int(width * scale)
-            if min(hs, ws) < 12:
-                continue
-            scaled = _normalize(cv2.resize(rgb, (ws, hs), interpolation=cv2.INTER_AREA))
-            yield scale, np.ascontiguousarray(scaled.transpose(2, 0, 1)[None])
+        scales = [s for s in self.scales(height, width) if min(int(height * s), int(width * s)) >= 12]
+
+        def level(scale: float) -> tuple[float, np.ndarray]:
+            size = (int(width * scale), int(height * scale))
+            scaled = _normalize(cv2.resize(rgb, size, interpolation=cv2.INTER_AREA))
+            return scale, np.ascontiguousarray(scaled.transpose(2, 0, 1)[None])
+
+        yield from map(level, scales) if self._resizer is None else self._resizer.map(level, scales)
 
     def detect(self, rgb: np.ndarray) -> list[Detection]:
         c = self.config

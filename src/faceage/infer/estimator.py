@@ -10,7 +10,7 @@ model (which carries its own preprocessing and bins in its metadata). Faces come
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -21,6 +21,7 @@ from faceage.detect import MTCNN, Detection, DetectorConfig, align_face, largest
 from faceage.distribution import head_estimates
 from faceage.errors import FaceageError
 from faceage.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, load_rgb
+from faceage.machine import check_threads, default_threads
 from faceage.onnxfile import ModelFile, open_session
 from faceage.weights import model_path
 
@@ -69,9 +70,12 @@ class Face:
 class AgeEstimator:
     """Age estimates for every face in a photo. ``model``: "default" (None) or "fast" for a model shipped in the
     package, or an ONNX file from ``faceage export``. ``reference=True`` runs the age model as written, without ONNX
-    Runtime's graph optimisations: the CPU-independent answer that golden outputs are computed with (slower)."""
+    Runtime's graph optimisations: the CPU-independent answer that golden outputs are computed with (slower).
+    ``threads``: for the detector's and the age model's networks (and the detector's pyramid); by default
+    :func:`faceage.machine.default_threads`, two where the process may use two cores; 1 in each worker of a pool
+    (:func:`faceage.infer.predict.worker_estimator`). Every thread count gives the same answer."""
 
-    def __init__(self, model: str | Path | None = None, bins: str | AgeBins | None = None, threads: int = 1,
+    def __init__(self, model: str | Path | None = None, bins: str | AgeBins | None = None, threads: int | None = None,
                  detector: DetectorConfig | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
                  reference: bool = False, max_bytes: int = DEFAULT_MAX_BYTES):  # fmt: skip
         self.model = ModelFile.load(model_path(model))
@@ -84,9 +88,11 @@ class AgeEstimator:
         self.bins = AgeBins.parse(bins) if isinstance(bins, str) else (bins or self.model_bins)
         if not meta.predicts_ages and self.bins != self.model_bins:
             raise FaceageError(f"this model predicts the bins {self.model_bins}; it cannot answer in other bins")
+        threads = check_threads(default_threads() if threads is None else threads)
         self.session = open_session(self.model.path, threads, reference=reference)
         self._age_map = self.model.metadata.age_map  # parsed once: every face goes through it
-        self.detector = MTCNN(detector or DetectorConfig(threads=threads))
+        detector = detector or DetectorConfig()
+        self.detector = MTCNN(detector if detector.threads is not None else replace(detector, threads=threads))
         self.max_pixels = max_pixels
         self.max_bytes = max_bytes  # a file or upload larger than this is refused unread (ImageError)
 

@@ -79,20 +79,21 @@ def rows_for(path: str, faces: list[Face] | None, error: str = "") -> list[dict]
 
 
 def worker_estimator(model: str | None, bins: str | None, min_face: int | None = None,
-                     max_bytes: int = DEFAULT_MAX_BYTES) -> AgeEstimator:  # fmt: skip
-    """The estimator of one worker (a process here, an actor in :mod:`faceage.infer.batch`): one thread each."""
+                     max_bytes: int = DEFAULT_MAX_BYTES, threads: int | None = 1) -> AgeEstimator:  # fmt: skip
+    """The estimator of one worker (a process here, an actor in :mod:`faceage.infer.batch`): one thread each, the
+    workers side by side using the cores; ``threads=None`` for the only worker (the default thread count)."""
     cv2.setNumThreads(1)
     detector = DetectorConfig() if min_face is None else DetectorConfig(min_face_size=min_face)
-    return AgeEstimator(model=model, bins=bins, detector=detector, max_bytes=max_bytes)
+    return AgeEstimator(model=model, bins=bins, threads=threads, detector=detector, max_bytes=max_bytes)
 
 
 _WORKER: AgeEstimator | None = None
 
 
 def _init_worker(model: str | None, bins: str | None, min_face: int | None = None,
-                 max_bytes: int = DEFAULT_MAX_BYTES) -> None:  # fmt: skip
+                 max_bytes: int = DEFAULT_MAX_BYTES, threads: int | None = 1) -> None:  # fmt: skip
     global _WORKER
-    _WORKER = worker_estimator(model, bins, min_face, max_bytes)
+    _WORKER = worker_estimator(model, bins, min_face, max_bytes, threads)
 
 
 @dataclass(frozen=True)
@@ -162,7 +163,7 @@ def predict_paths(
                else [None] * len(paths))  # fmt: skip
     tasks = [(p, stdin_data if p == STDIN else None, cropped, target) for p, target in zip(paths, targets, strict=True)]
     if workers <= 1:
-        _init_worker(model, bins, min_face, max_bytes)
+        _init_worker(model, bins, min_face, max_bytes, threads=None)  # alone: the default threads
         results: Iterator = map(_predict_one, tasks)
         pool = None
     else:
