@@ -38,14 +38,7 @@ FOLDER_PHOTOS = 96
 
 
 def timings(fn, repeat: int, warmup: int = 3) -> tuple[float, float]:
-    for _ in range(warmup):
-        fn()
-    values = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        values.append(time.perf_counter() - start)
-    return _median_p95(values)
+    return interleaved([fn], repeat, warmup)[0]
 
 
 def interleaved(fns: list, repeat: int, warmup: int = 3) -> list[tuple[float, float]]:

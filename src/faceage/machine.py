@@ -73,7 +73,10 @@ def default_threads() -> int:
     return max(1, min(2, usable))
 
 
-def check_threads(threads: int) -> int:
+def resolve_threads(threads: int | None) -> int:
+    """``threads`` as given (a whole number from 1), or :func:`default_threads` for None."""
+    if threads is None:
+        return default_threads()
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise FaceageError(f"threads must be a whole number, 1 or more; got {threads!r}")
     return threads

@@ -26,7 +26,7 @@ import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
 from faceage.errors import FaceageError, WeightsError
-from faceage.machine import check_threads, default_threads
+from faceage.machine import resolve_threads
 from faceage.onnxfile import open_session
 
 
@@ -306,9 +306,8 @@ class MTCNN:
 
     def __init__(self, config: DetectorConfig | None = None):
         config = config or DetectorConfig()
-        threads = check_threads(default_threads() if config.threads is None else config.threads)
-        self.config = config if config.threads == threads else replace(config, threads=threads)
-        self.pnet, self.rnet, self.onet = _networks(threads)
+        self.config = replace(config, threads=resolve_threads(config.threads))
+        self.pnet, self.rnet, self.onet = _networks(self.config.threads)
         # with two threads or more the pyramid's levels are resized on a thread of their own while P-Net scans the
         # levels before them (OpenCV and ONNX Runtime both release the GIL): the same levels, sooner
         self._resizer = ThreadPoolExecutor(1, thread_name_prefix="mtcnn-pyramid") if self.config.threads > 1 else None

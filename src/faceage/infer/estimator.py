@@ -21,7 +21,7 @@ from faceage.detect import MTCNN, Detection, DetectorConfig, align_face, largest
 from faceage.distribution import head_estimates
 from faceage.errors import FaceageError
 from faceage.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, load_rgb
-from faceage.machine import check_threads, default_threads
+from faceage.machine import resolve_threads
 from faceage.onnxfile import ModelFile, open_session
 from faceage.weights import model_path
 
@@ -88,7 +88,7 @@ class AgeEstimator:
         self.bins = AgeBins.parse(bins) if isinstance(bins, str) else (bins or self.model_bins)
         if not meta.predicts_ages and self.bins != self.model_bins:
             raise FaceageError(f"this model predicts the bins {self.model_bins}; it cannot answer in other bins")
-        threads = check_threads(default_threads() if threads is None else threads)
+        threads = resolve_threads(threads)
         self.session = open_session(self.model.path, threads, reference=reference)
         self._age_map = self.model.metadata.age_map  # parsed once: every face goes through it
         detector = detector or DetectorConfig()
