@@ -68,6 +68,28 @@ def test_resume_continues_from_the_last_step(prepared_subset, tmp_path):
     assert result.summary["epochs_run"] == 4
 
 
+def test_the_last_checkpoint_is_the_last_epoch_even_without_a_new_best(prepared_subset, tmp_path):
+    """At learning rate 0 no epoch improves on the first: last.ckpt must still hold the last epoch, or a resumed run
+    would train the epochs after the best one again."""
+    out = tmp_path / "flat"
+    train_model(prepared_subset, "cnn1", out, epochs=3, limit=32, progress=False, recipe_settings=["lr=0"])
+    checkpoints = out / "checkpoints"
+    assert torch.load(checkpoints / "last.ckpt", map_location="cpu", weights_only=False)["epoch"] == 2
+    assert torch.load(checkpoints / "best.ckpt", map_location="cpu", weights_only=False)["epoch"] == 0
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["best.ckpt", "last.ckpt"]
+
+
+def test_a_transfer_run_resumes_after_its_backbone_was_unfrozen(prepared_subset, tmp_path):
+    """The backbone's parameter group comes after the schedule was made; resuming used to crash on it."""
+    out = tmp_path / "transfer"
+    train_model(prepared_subset, "transfer", out, epochs=2, limit=32, batch_size=16, progress=False)
+    checkpoint = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert checkpoint["epoch"] == 1 and len(checkpoint["optimizer_states"][0]["param_groups"]) == 2
+    result = train_model(prepared_subset, "transfer", out, epochs=3, limit=32, batch_size=16, resume=True,
+                         progress=False)  # fmt: skip
+    assert result.summary["epochs_run"] == 3
+
+
 def test_resume_without_a_run_says_so(prepared_subset, tmp_path):
     with pytest.raises(FaceageError, match="nothing to resume"):
         train_model(prepared_subset, "cnn1", tmp_path / "none", resume=True, progress=False)
@@ -237,6 +259,8 @@ def test_fit_on_train_and_val_learns_from_both_and_keeps_the_final_weights(prepa
     assert not any(key.startswith("val_") for key in summary)  # nothing unseen to validate on
     assert summary["best_checkpoint"] == "checkpoints/last.ckpt"
     assert sorted(p.name for p in (tmp_path / "refit" / "checkpoints").iterdir()) == ["last.ckpt"]
+    final = torch.load(tmp_path / "refit" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert final["epoch"] == 1  # the final weights, not the first epoch's
     metrics = pd.read_csv(tmp_path / "refit" / "metrics.csv")
     assert "val_mae" not in metrics.columns and metrics["train_loss"].notna().sum() == 2
 
@@ -280,3 +304,28 @@ def test_two_process_ddp_training_on_cpu(prepared_subset, tmp_path):
     assert evaluated.returncode == 0, evaluated.stderr[-2000:]
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert 0 < metrics["headline"]["mae"] < 30
+
+
+def test_feature_distribution_smoothing_trains_resumes_and_stays_out_of_evaluation(prepared_subset, tmp_path):
+    """recipe fds: the run gathers per-age feature statistics into its checkpoint, resumes from them, and its
+    evaluation reads the network as it is (no calibration outside training)."""
+    out = tmp_path / "fds"
+    train_model(prepared_subset, "transfer", out, epochs=2, limit=32, batch_size=16, progress=False,
+                recipe_settings=["fds=true"])  # fmt: skip
+    last = out / "checkpoints" / "last.ckpt"
+    smoothing = AgeModule.load_from_checkpoint(last, map_location="cpu").feature_smoothing
+    assert smoothing.epochs == 2 and 0 < int(smoothing.seen.sum()) <= 32
+    result = train_model(prepared_subset, "transfer", out, epochs=3, limit=32, batch_size=16, progress=False,
+                         resume=True, recipe_settings=["fds=true"])  # fmt: skip
+    assert result.summary["recipe"]["fds"] is True
+    module = AgeModule.load_from_checkpoint(last, map_location="cpu").eval()
+    assert module.feature_smoothing.epochs == 3
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(module.probabilities(x, flip=False), torch.softmax(module.net(x), dim=1))
+    with pytest.raises(FaceageError, match="mixup"):
+        train_model(prepared_subset, "transfer", tmp_path / "both", epochs=1, limit=16, progress=False,
+                    recipe_settings=["fds=true", "mixup=0.2"])  # fmt: skip
+    with pytest.raises(FaceageError, match="fds"):
+        train_model(prepared_subset, "cnn1", tmp_path / "bins", epochs=1, limit=16, progress=False,
+                    recipe_settings=["fds=true"])  # fmt: skip

@@ -17,6 +17,8 @@ evaluate or export a model.
 
 from __future__ import annotations
 
+import math
+
 import lightning as L
 import numpy as np
 import torch
@@ -25,7 +27,9 @@ import torchmetrics
 
 from faceage.bins import AgeBins
 from faceage.distribution import AGES, MAX_AGE_CLASS
+from faceage.errors import FaceageError
 from faceage.models import get_model_info
+from faceage.train.feature_smoothing import FeatureSmoothing
 
 
 def flip_averaged(net: torch.nn.Module, x: torch.Tensor, flip: bool) -> torch.Tensor:
@@ -45,8 +49,6 @@ def age_weights(train_ages: np.ndarray, rule: str, sigma: float) -> list[float] 
     square root) of the training faces' age density smoothed by a Gaussian of ``sigma`` years (LDS, Yang et al.
     2021), scaled so that the training faces' mean weight is 1."""
     from scipy.ndimage import gaussian_filter1d
-
-    from faceage.errors import FaceageError
 
     rules = {"none": None, "inverse": 1.0, "sqrt-inverse": 0.5}
     if rule not in rules:
@@ -79,6 +81,7 @@ class AgeModule(L.LightningModule):
         # a weight per age 0-100 for the training loss (faceage.train.module.age_weights), all 1 without re-weighting
         weights = torch.ones(MAX_AGE_CLASS + 1) if age_weights is None else torch.tensor(age_weights)
         self.register_buffer("age_weights", weights.float(), persistent=False)
+        self.feature_smoothing = self._feature_smoothing(recipe) if recipe.get("fds", False) else None
         self.metrics = torch.nn.ModuleDict(
             {
                 f"{stage}_metrics": torchmetrics.MetricCollection(
@@ -95,6 +98,17 @@ class AgeModule(L.LightningModule):
                 for stage in ("train", "val", "test")
             }
         )
+
+    def _feature_smoothing(self, recipe: dict) -> FeatureSmoothing:
+        """FDS for this network: an "ages" head that reads a backbone's features (``net.head(net.backbone(x))``)."""
+        head = getattr(self.net, "head", None)
+        if self.head_kind != "ages" or head is None or getattr(self.net, "backbone", None) is None:
+            name = self.hparams.model_name
+            raise FaceageError(f"fds (feature-distribution smoothing) needs a model whose age-distribution head reads "
+                               f"a backbone's features; {name} has none: train it without fds")  # fmt: skip
+        first = next(m for m in head.modules() if isinstance(m, (torch.nn.Linear, torch.nn.BatchNorm1d)))
+        dim = first.in_features if isinstance(first, torch.nn.Linear) else first.num_features
+        return FeatureSmoothing(dim, recipe.get("fds_sigma", 2.0), recipe.get("fds_momentum", 0.9))
 
     @property
     def predicts_ages(self) -> bool:
@@ -158,6 +172,11 @@ class AgeModule(L.LightningModule):
             x, target, ages = self._mixup(x, ages, teacher_probs)
             logits = self(x)
             loss = self.loss(logits, ages, bins, target=target)
+        elif stage == "train" and self.feature_smoothing is not None:
+            features = self.net.backbone(x)
+            self.feature_smoothing.gather(features, ages)
+            logits = self.net.head(self.feature_smoothing.calibrate(features, ages))
+            loss = self.loss(logits, ages, bins, teacher_probs)
         else:
             logits = self(x)
             loss = self.loss(logits, ages, bins, teacher_probs)
@@ -186,12 +205,34 @@ class AgeModule(L.LightningModule):
 
     def on_train_epoch_end(self) -> None:
         self._log_metrics("train")
+        if self.feature_smoothing is not None:  # the epoch's feature statistics, summed over all processes
+            strategy = self.trainer.strategy
+            self.feature_smoothing.end_epoch(lambda t: strategy.reduce(t.to(self.device), reduce_op="sum").cpu())
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        if self.feature_smoothing is not None:
+            checkpoint["feature_smoothing"] = self.feature_smoothing.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        if self.feature_smoothing is not None and "feature_smoothing" in checkpoint:
+            self.feature_smoothing.load_state_dict(checkpoint["feature_smoothing"])
 
     def on_validation_epoch_end(self) -> None:
         self._log_metrics("val")
 
     def on_test_epoch_end(self) -> None:
         self._log_metrics("test")
+
+    def lr_scheduler_step(self, scheduler, metric) -> None:
+        """Step the cosine schedule. A parameter group added after it was made (the backbone's, by Lightning's
+        BackboneFinetuning) has no base rate, which torch needs on the first step after a resume (it crashed there):
+        give it the base rate whose cosine curve passes through the group's current rate."""
+        groups = scheduler.optimizer.param_groups
+        if len(scheduler.base_lrs) < len(groups):
+            share = max((1 + math.cos(math.pi * scheduler.last_epoch / scheduler.T_max)) / 2, 1e-12)
+            scheduler.base_lrs += [scheduler.eta_min + (group["lr"] - scheduler.eta_min) / share
+                                   for group in groups[len(scheduler.base_lrs) :]]  # fmt: skip
+        scheduler.step()
 
     def configure_optimizers(self):
         recipe = self.hparams.recipe

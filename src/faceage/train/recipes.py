@@ -34,6 +34,12 @@ class Recipe:
     # smoothed with a Gaussian of lds_sigma years; "none" = every face alike
     reweight: str = "none"
     lds_sigma: float = 2.0
+    # "ages" heads of networks with a backbone and a head: feature-distribution smoothing during training (Yang et al.
+    # 2021, faceage.train.feature_smoothing): per-age feature statistics smoothed over fds_sigma years, folded into
+    # the running ones with fds_momentum at each epoch's end
+    fds: bool = False
+    fds_sigma: float = 2.0
+    fds_momentum: float = 0.9
     grain: float = 0.0  # share of augmented training faces given film grain (monochrome noise, 2-10% of the range)
     # share of the aligned crop's side the network sees (None = the model's own, e.g. 0.683 for dlibface: dlib's
     # face chip); wider shows more hair, forehead and chin at the same input size and cost per face

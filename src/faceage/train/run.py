@@ -85,6 +85,9 @@ def train_model(
         raise FaceageError(f"{model_name} predicts bins; only models with an age-distribution head can be taught")
     if not 0.0 <= recipe.distill_weight <= 1.0:
         raise FaceageError(f"distill_weight must be between 0 and 1, got {recipe.distill_weight}")
+    if recipe.fds and recipe.mixup > 0:
+        raise FaceageError("fds calibrates each face's features by its own age; mixup blends faces of two ages: "
+                           "train with one of them (--recipe mixup=0 or fds=false)")  # fmt: skip
     refit = check_fit_on(fit_on) == "train+val"
     if refit and epochs is None:
         raise FaceageError("training on train+val leaves no validation faces to stop on: give --epochs N, the best "
@@ -112,11 +115,16 @@ def train_model(
                        age_weights=age_weights(datamodule.arrays["train"].ages, recipe.reweight, recipe.lds_sigma)
                        if info.predicts_ages else None)  # fmt: skip
     monitor, mode = ("val_mae", "min") if info.predicts_ages else ("val_acc", "max")
+    # last.ckpt after every epoch, what --resume starts from (Lightning's own save_last writes it only when another
+    # checkpoint is saved: an epoch without a new best would have been trained again after a resume)
+    latest = ModelCheckpoint(dirpath=out / "checkpoints", filename=last.stem, save_top_k=1,
+                             enable_version_counter=False)  # fmt: skip
     if refit:  # final weights only (last.ckpt)
-        callbacks = [ModelCheckpoint(dirpath=out / "checkpoints", save_top_k=0, save_last=True)]
+        callbacks = [latest]
     else:
         callbacks = [
-            ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor=monitor, mode=mode, save_last=True),
+            ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor=monitor, mode=mode),
+            latest,
             EarlyStopping(monitor=monitor, mode=mode, patience=recipe.patience),
         ]
     callbacks += [RichProgressBar()] if progress else []
