@@ -186,3 +186,32 @@ def test_the_default_thread_count_is_the_usable_cores_up_to_two():
     from faceage.machine import default_threads
 
     assert MTCNN().config.threads == default_threads() == min(2, len(os.sched_getaffinity(0)))
+
+
+def test_the_detector_graphs_are_built_once_and_then_read_from_the_cache(tmp_path, monkeypatch):
+    """The cached graphs are the bytes a build gives; a damaged one is built again; an unwritable cache only costs
+    the build; from a warm cache the detector starts without importing onnx or joblib."""
+    import os
+    import subprocess
+    import sys
+
+    from faceage.detect import mtcnn, mtcnn_graphs
+
+    monkeypatch.setenv("FACEAGE_CACHE_DIR", str(tmp_path / "cache"))
+    built = {name: getattr(mtcnn_graphs, f"build_{name}")() for name in ("pnet", "rnet", "onet")}
+    for name, graph in built.items():
+        assert mtcnn.network_bytes(name) == graph  # built and stored
+        assert mtcnn.network_bytes(name) == graph  # read back
+    stored = sorted(p.name.split("-")[1] for p in (tmp_path / "cache").iterdir())
+    assert stored == ["onet", "pnet", "rnet"]
+    damaged = next((tmp_path / "cache").glob("mtcnn-pnet-*.onnx"))
+    damaged.write_bytes(b"half a graph")
+    assert mtcnn._session("pnet", 1) is not None and damaged.read_bytes() == built["pnet"]
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("FACEAGE_CACHE_DIR", str(tmp_path / "a-file" / "cache"))  # cannot be made
+    assert mtcnn.network_bytes("rnet") == built["rnet"]
+    warm = ("import sys; from faceage.detect.mtcnn import MTCNN; MTCNN(); "
+            "print(sorted({'onnx', 'joblib'} & set(sys.modules)))")  # fmt: skip
+    env = {**os.environ, "FACEAGE_CACHE_DIR": str(tmp_path / "cache")}
+    result = subprocess.run([sys.executable, "-c", warm], capture_output=True, text=True, env=env, check=True)
+    assert result.stdout.strip() == "[]"

@@ -3,7 +3,7 @@
 import pytest
 
 from faceage.errors import WeightsError
-from faceage.onnxfile import ModelFile, ModelMetadata, read_metadata
+from faceage.onnxfile import ModelFile, ModelMetadata, open_model, read_metadata
 from faceage.weights import SHIPPED_MODELS
 
 
@@ -27,6 +27,8 @@ def test_shipped_metadata_reads_back_as_written(name):
     else:
         assert metadata.offset_years == written["age_offset"]["years"]
     assert metadata.golden_faces == 26 and ModelFile.load(path).metadata == metadata
+    opened, session = open_model(path)  # the estimator's way: the metadata from ONNX Runtime's copy
+    assert opened.metadata == metadata and session.get_inputs()[0].name == "faces"
 
 
 def test_an_earlier_file_gets_the_defaults_and_keeps_unknown_keys():
@@ -38,3 +40,20 @@ def test_an_earlier_file_gets_the_defaults_and_keeps_unknown_keys():
     assert ModelMetadata.from_dict(metadata.to_dict()) == metadata
     with pytest.raises(WeightsError, match="lacks head, bins"):
         ModelMetadata.from_dict({"name": "m", "preprocessing": {}, "alignment": "5pt"})
+
+
+def test_open_model_says_what_is_wrong_with_a_file(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    with pytest.raises(WeightsError, match="no such model file"):
+        open_model(tmp_path / "missing.onnx")
+    (tmp_path / "text.onnx").write_text("not a model")
+    with pytest.raises(WeightsError, match="not an ONNX model"):
+        open_model(tmp_path / "text.onnx")
+    graph = helper.make_graph([helper.make_node("Identity", ["faces"], ["out"])], "bare",
+                              [helper.make_tensor_value_info("faces", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1])])  # fmt: skip
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "bare.onnx")
+    with pytest.raises(WeightsError, match="no faceage metadata"):
+        open_model(tmp_path / "bare.onnx")

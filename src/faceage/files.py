@@ -66,3 +66,11 @@ def make_writable_folder(folder: Path) -> None:
     probe = folder / f".faceage-write-test-{os.getpid()}"
     probe.write_bytes(b"")
     probe.unlink()
+
+
+def user_cache_dir() -> Path:
+    """The folder for files faceage can always make again (the detector's built graphs): ``$FACEAGE_CACHE_DIR`` if
+    set, else ``$XDG_CACHE_HOME/faceage``, else ``~/.cache/faceage``."""
+    if os.environ.get("FACEAGE_CACHE_DIR"):
+        return Path(os.environ["FACEAGE_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "faceage"

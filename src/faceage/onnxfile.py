@@ -20,12 +20,15 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import onnx
 
 from faceage.errors import WeightsError
 from faceage.preprocessing import Preprocessing
+
+if TYPE_CHECKING:  # imported where used: the `onnx` package costs a start a tenth of a second, and running a model
+    import onnx  # needs only ONNX Runtime (open_model reads the metadata from the session)
 
 MODEL_METADATA_KEY = "faceage"  # the ONNX metadata entry that holds ModelMetadata as JSON
 
@@ -122,21 +125,44 @@ class ModelFile:
     metadata: ModelMetadata
 
     @classmethod
-    def load(cls, path: Path) -> ModelFile:
+    def load(cls, path: Path, session=None) -> ModelFile:
+        """The file ``path`` checked; its metadata read with `onnx`, or from ``session`` (ONNX Runtime's copy)."""
         from faceage.detect.align import ALIGNMENT_VERSION, SAME_ALIGNMENT  # detect opens sessions from here
 
         path = Path(path)
-        if not path.is_file():
-            raise WeightsError(
-                f"{path}: no such model file; give 'default', 'fast' or a file from 'faceage export RUN --out m.onnx'"
-            )
-        metadata = read_metadata(path)
+        _check_exists(path)
+        if session is None:
+            metadata = read_metadata(path)
+        else:
+            entry = session.get_modelmeta().custom_metadata_map.get(MODEL_METADATA_KEY)
+            if entry is None:
+                raise WeightsError(f"{path}: no faceage metadata; export models with 'faceage export'")
+            metadata = ModelMetadata.from_dict(json.loads(entry))
         if metadata.alignment not in SAME_ALIGNMENT:
             raise WeightsError(
                 f"{path} was trained on faces aligned as '{metadata.alignment}', this faceage aligns as "
                 f"'{ALIGNMENT_VERSION}'; use a faceage version that matches the model"
             )
         return cls(path, metadata)
+
+
+def _check_exists(path: Path) -> None:
+    if not path.is_file():
+        raise WeightsError(
+            f"{path}: no such model file; give 'default', 'fast' or a file from 'faceage export RUN --out m.onnx'"
+        )
+
+
+def open_model(path: Path | str, threads: int = 1, reference: bool = False):
+    """(:class:`ModelFile`, ONNX Runtime session) for the exported file ``path``, its metadata read from the session:
+    what running a model needs, without importing `onnx`."""
+    path = Path(path)
+    _check_exists(path)
+    try:
+        session = open_session(path, threads, reference=reference)
+    except Exception as exc:  # ONNX Runtime's errors (InvalidProtobuf, ...) derive from Exception
+        raise WeightsError(f"{path}: not an ONNX model ({exc})") from None
+    return ModelFile.load(path, session=session), session
 
 
 def _find(model: onnx.ModelProto):
@@ -151,6 +177,8 @@ def _entry(model: onnx.ModelProto, path: Path):
 
 
 def _load(path: Path, weights: bool = True) -> onnx.ModelProto:
+    import onnx
+
     try:
         return onnx.load(str(path), load_external_data=weights)
     except Exception as exc:  # onnx raises several types for a bad file
@@ -217,6 +245,8 @@ def open_session(model: Path | str | bytes, threads: int = 1, reference: bool = 
 
 def weight_peak(model: onnx.ModelProto | Path) -> int:
     """The largest |value| among the int8 weights of an ONNX model or file (0 for a float model)."""
+    import onnx
+
     if not isinstance(model, onnx.ModelProto):
         model = _load(Path(model))
     peaks = [int(np.abs(onnx.numpy_helper.to_array(init).astype(np.int32)).max(initial=0))

@@ -22,7 +22,7 @@ from faceage.distribution import head_estimates
 from faceage.errors import FaceageError
 from faceage.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, load_rgb
 from faceage.machine import resolve_threads
-from faceage.onnxfile import ModelFile, open_session
+from faceage.onnxfile import open_model
 from faceage.weights import model_path
 
 
@@ -78,7 +78,8 @@ class AgeEstimator:
     def __init__(self, model: str | Path | None = None, bins: str | AgeBins | None = None, threads: int | None = None,
                  detector: DetectorConfig | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
                  reference: bool = False, max_bytes: int = DEFAULT_MAX_BYTES):  # fmt: skip
-        self.model = ModelFile.load(model_path(model))
+        threads = resolve_threads(threads)
+        self.model, self.session = open_model(model_path(model), threads, reference=reference)
         meta = self.model.metadata
         self.preprocessing = meta.input_preprocessing
         self.model_bins = AgeBins.parse(meta.bins)
@@ -88,8 +89,6 @@ class AgeEstimator:
         self.bins = AgeBins.parse(bins) if isinstance(bins, str) else (bins or self.model_bins)
         if not meta.predicts_ages and self.bins != self.model_bins:
             raise FaceageError(f"this model predicts the bins {self.model_bins}; it cannot answer in other bins")
-        threads = resolve_threads(threads)
-        self.session = open_session(self.model.path, threads, reference=reference)
         self._age_map = self.model.metadata.age_map  # parsed once: every face goes through it
         detector = detector or DetectorConfig()
         self.detector = MTCNN(detector if detector.threads is not None else replace(detector, threads=threads))
