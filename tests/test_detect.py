@@ -205,8 +205,9 @@ def test_the_detector_graphs_are_built_once_and_then_read_from_the_cache(tmp_pat
     stored = sorted(p.name.split("-")[1] for p in (tmp_path / "cache").iterdir())
     assert stored == ["onet", "pnet", "rnet"]
     damaged = next((tmp_path / "cache").glob("mtcnn-pnet-*.onnx"))
-    damaged.write_bytes(b"half a graph")
-    assert mtcnn._session("pnet", 1) is not None and damaged.read_bytes() == built["pnet"]
+    damaged.write_bytes(built["pnet"][:-1] + b"\x00")  # one byte changed: still a graph, not the one built
+    assert mtcnn.network_bytes("pnet") == built["pnet"]
+    assert [p.read_bytes() for p in (tmp_path / "cache").glob("mtcnn-pnet-*.onnx")] == [built["pnet"]]
     (tmp_path / "a-file").write_text("")
     monkeypatch.setenv("FACEAGE_CACHE_DIR", str(tmp_path / "a-file" / "cache"))  # cannot be made
     assert mtcnn.network_bytes("rnet") == built["rnet"]

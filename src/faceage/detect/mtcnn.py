@@ -124,39 +124,36 @@ def mtcnn_weights_dir() -> Path:
 def network_bytes(name: str, rebuild: bool = False) -> bytes:
     """The serialised ONNX graph of the network ``name`` (pnet, rnet or onet). Building it (importing `onnx` and
     `joblib` included) took a third of a second of every start, so the graph is kept in the user's cache folder
-    (:func:`faceage.files.user_cache_dir`) under a name with a hash of its weights file and of the building code:
-    new weights or a new builder build anew. A cached graph is the very bytes a build gives (tested), so answers do
-    not depend on it; a folder that cannot be written to costs the build at each start, nothing else.
+    (:func:`faceage.files.user_cache_dir`) as ``mtcnn-NAME-KEY-CONTENT.onnx``: KEY hashes its weights file and the
+    building code (new weights or a new builder build anew), CONTENT hashes the graph itself, checked at every read
+    (a damaged file is built again). A cached graph is the very bytes a build gives (tested), so answers do not
+    depend on it; a folder that cannot be written to costs the build at each start, nothing else.
     ``rebuild``: build even if the cache holds it (and store the new bytes)."""
     builder = importlib.util.find_spec("faceage.detect.mtcnn_graphs").origin
     source = mtcnn_weights_dir() / f"{name}.lz4"
     key = hashlib.sha256(source.read_bytes() + Path(builder).read_bytes()).hexdigest()[:16]
-    cached = user_cache_dir() / f"mtcnn-{name}-{key}.onnx"
-    if not rebuild:
+    folder = user_cache_dir()
+    for cached in [] if rebuild else sorted(folder.glob(f"mtcnn-{name}-{key}-*.onnx")):
         try:
-            return cached.read_bytes()
+            graph = cached.read_bytes()
         except OSError:
-            pass  # not cached yet (or unreadable): build it
+            continue
+        if cached.stem.rsplit("-", 1)[1] == hashlib.sha256(graph).hexdigest()[:16]:
+            return graph
+        cached.unlink(missing_ok=True)  # damaged: build it again
     from faceage.detect import mtcnn_graphs
 
     graph = {"pnet": mtcnn_graphs.build_pnet, "rnet": mtcnn_graphs.build_rnet, "onet": mtcnn_graphs.build_onet}[name]()
     try:
-        atomic_write_bytes(cached, graph)
+        atomic_write_bytes(folder / f"mtcnn-{name}-{key}-{hashlib.sha256(graph).hexdigest()[:16]}.onnx", graph)
     except OSError:
         pass
     return graph
 
 
-def _session(name: str, threads: int) -> ort.InferenceSession:
-    try:
-        return open_session(network_bytes(name), threads)
-    except Exception:  # ONNX Runtime's errors (InvalidProtobuf, ...) derive from Exception: a damaged cached graph
-        return open_session(network_bytes(name, rebuild=True), threads)
-
-
 @cache
 def _networks(threads: int) -> tuple[ort.InferenceSession, ort.InferenceSession, ort.InferenceSession]:
-    return _session("pnet", threads), _session("rnet", threads), _session("onet", threads)
+    return tuple(open_session(network_bytes(name), threads) for name in ("pnet", "rnet", "onet"))
 
 
 # ----------------------------------------------------------------------------------------------------------------
