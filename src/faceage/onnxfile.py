@@ -135,9 +135,7 @@ class ModelFile:
             metadata = read_metadata(path)
         else:
             entry = session.get_modelmeta().custom_metadata_map.get(MODEL_METADATA_KEY)
-            if entry is None:
-                raise WeightsError(f"{path}: no faceage metadata; export models with 'faceage export'")
-            metadata = ModelMetadata.from_dict(json.loads(entry))
+            metadata = ModelMetadata.from_dict(json.loads(_required(entry, path)))
         if metadata.alignment not in SAME_ALIGNMENT:
             raise WeightsError(
                 f"{path} was trained on faces aligned as '{metadata.alignment}', this faceage aligns as "
@@ -169,11 +167,15 @@ def _find(model: onnx.ModelProto):
     return next((p for p in model.metadata_props if p.key == MODEL_METADATA_KEY), None)
 
 
-def _entry(model: onnx.ModelProto, path: Path):
-    entry = _find(model)
+def _required(entry, path: Path):
+    """The faceage metadata entry of the file ``path`` (as onnx or ONNX Runtime holds it), refused if missing."""
     if entry is None:
         raise WeightsError(f"{path}: no faceage metadata; export models with 'faceage export'")
     return entry
+
+
+def _entry(model: onnx.ModelProto, path: Path):
+    return _required(_find(model), path)
 
 
 def _load(path: Path, weights: bool = True) -> onnx.ModelProto:
