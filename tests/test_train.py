@@ -68,6 +68,25 @@ def test_resume_continues_from_the_last_step(prepared_subset, tmp_path):
     assert result.summary["epochs_run"] == 4
 
 
+def test_a_resumed_run_cut_off_in_its_turn_keeps_every_epoch_in_its_log(prepared_subset, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    train_model(prepared_subset, "cnn1", out, epochs=2, limit=64, progress=False)
+
+    def stop_at_epoch_3(module):
+        if module.current_epoch == 3:
+            raise RuntimeError("session ended")
+
+    monkeypatch.setattr(AgeModule, "on_train_epoch_start", stop_at_epoch_3, raising=False)
+    with pytest.raises(RuntimeError, match="session ended"):
+        train_model(prepared_subset, "cnn1", out, epochs=5, limit=64, resume=True, progress=False)
+    logged = pd.read_csv(out / "metrics.csv").dropna(subset=["val_mae"])
+    assert logged["epoch"].tolist() == [0, 1, 2]
+    monkeypatch.undo()
+    train_model(prepared_subset, "cnn1", out, epochs=5, limit=64, resume=True, progress=False)
+    logged = pd.read_csv(out / "metrics.csv").dropna(subset=["val_mae"])
+    assert logged["epoch"].tolist() == [0, 1, 2, 3, 4]
+
+
 def test_the_last_checkpoint_is_the_last_epoch_even_without_a_new_best(prepared_subset, tmp_path):
     """At learning rate 0 no epoch improves on the first: last.ckpt must still hold the last epoch, or a resumed run
     would train the epochs after the best one again."""

@@ -8,6 +8,7 @@ val and test accuracy and MAE of the best checkpoint, errors by age band, parame
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import platform
@@ -18,7 +19,6 @@ from pathlib import Path
 
 import lightning as L
 import numpy as np
-import pandas as pd
 import torch
 from lightning.pytorch.callbacks import (
     BackboneFinetuning,
@@ -128,6 +128,8 @@ def train_model(
             EarlyStopping(monitor=monitor, mode=mode, patience=recipe.patience),
         ]
     callbacks += [RichProgressBar()] if progress else []
+    if resume:
+        callbacks.append(_KeepEarlierEpochs(out / "metrics.csv", last))
     if recipe.unfreeze_at_epoch is not None:
         callbacks.append(
             BackboneFinetuning(
@@ -158,17 +160,11 @@ def train_model(
         enable_progress_bar=progress,
         limit_val_batches=0 if refit else None,
     )
-    metrics_csv = out / "metrics.csv"
-    earlier = pd.read_csv(metrics_csv) if resume and metrics_csv.is_file() else None
     started = time.perf_counter()
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if resume else None)
     minutes = (time.perf_counter() - started) / 60
     if not trainer.is_global_zero:  # under DDP the other processes are done: rank 0 evaluates and writes, once
         return TrainResult(out, {})
-    if earlier is not None:  # CSVLogger rewrites the file in a resumed session: put the earlier epochs back
-        latest = pd.read_csv(metrics_csv)
-        first_new = latest["epoch"].min() if len(latest) else np.inf
-        pd.concat([earlier[earlier["epoch"] < first_new], latest]).to_csv(metrics_csv, index=False)
     previous = _previous_minutes(out) if resume else 0.0
 
     best_path = Path(callbacks[0].best_model_path or last)
@@ -199,6 +195,31 @@ def train_model(
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     return TrainResult(out, summary)
+
+
+class _KeepEarlierEpochs(L.Callback):
+    """A resumed session's CSVLogger starts its ``metrics.csv`` afresh: write the epochs up to the checkpoint back
+    into it before anything is logged, so that the file holds the whole run at every moment (a resumed session cut
+    off in its turn used to leave only its own epochs)."""
+
+    def __init__(self, metrics_csv: Path, checkpoint: Path):
+        self.rows, self.fields = [], []
+        if metrics_csv.is_file():
+            with metrics_csv.open(newline="") as file:
+                reader = csv.DictReader(file)
+                self.fields, rows = list(reader.fieldnames or []), list(reader)
+            done = torch.load(checkpoint, map_location="cpu", weights_only=False)["epoch"]
+            self.rows = [row for row in rows if row["epoch"] and float(row["epoch"]) <= done]
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if not (trainer.is_global_zero and self.rows):
+            return
+        writer = trainer.logger.experiment  # made here, it has removed the file
+        writer.metrics_keys = sorted(self.fields)  # the header save() appends under and compares new keys with
+        with open(writer.metrics_file_path, "w", newline="") as file:
+            csv_writer = csv.DictWriter(file, fieldnames=writer.metrics_keys)
+            csv_writer.writeheader()
+            csv_writer.writerows(self.rows)
 
 
 def _previous_minutes(out: Path) -> float:
