@@ -184,7 +184,7 @@ def train_model(
         "seed": seed,
         "fit_on": fit_on,
         "epochs_run": int(trainer.current_epoch),
-        "best_epoch": _best_epoch(best_path),
+        "best_epoch": _checkpoint_epoch(best_path),
         "train_minutes": round(previous + minutes, 2),
         "torch_threads": torch.get_num_threads(),
         "world_size": int(trainer.world_size),  # training processes (devices × nodes)
@@ -208,8 +208,8 @@ class _KeepEarlierEpochs(L.Callback):
             with metrics_csv.open(newline="") as file:
                 reader = csv.DictReader(file)
                 self.fields, rows = list(reader.fieldnames or []), list(reader)
-            done = torch.load(checkpoint, map_location="cpu", weights_only=False)["epoch"]
-            self.rows = [row for row in rows if row["epoch"] and float(row["epoch"]) <= done]
+            done = _checkpoint_epoch(checkpoint)  # None: fit cannot resume from it either, and says so
+            self.rows = [row for row in rows if done is not None and row["epoch"] and float(row["epoch"]) <= done]
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if not (trainer.is_global_zero and self.rows):
@@ -227,7 +227,7 @@ def _previous_minutes(out: Path) -> float:
     return float(json.loads(path.read_text()).get("train_minutes", 0.0)) if path.is_file() else 0.0
 
 
-def _best_epoch(path: Path) -> int | None:
+def _checkpoint_epoch(path: Path) -> int | None:
     try:
         return int(torch.load(path, map_location="cpu", weights_only=False)["epoch"])
     except (OSError, KeyError, RuntimeError):
