@@ -5,8 +5,10 @@ summary.json), their recipe changes and their validation figures. Selection read
 
 For each run: the model, what its recipe changes from the model's default (`faceage.train.recipes`), the epochs run,
 the best validation MAE (flip averaging, as training validates) and its epoch, the five-bin validation accuracy at that
-epoch, and the training minutes when the run finished. Runs stopped early have no summary; their best validation
-epoch so far is read from metrics.csv. Writes benchmarks/results/tries.md and the README's tries section.
+epoch, and the training minutes when the run finished ("≥ N" when a session cut off before the clock was kept in the
+checkpoints lost its minutes: `train_minutes_complete` false in the summary). Runs stopped early have no summary;
+their best validation epoch so far is read from metrics.csv. Writes benchmarks/results/tries.md and the README's
+tries section.
 """
 
 from __future__ import annotations
@@ -48,11 +50,13 @@ def main() -> None:
         best = metrics.loc[metrics["val_mae"].idxmin()]
         model = hparams["model_name"]
         minutes = summary.get("train_minutes")
+        at_least = "" if summary.get("train_minutes_complete", True) else "≥ "
+        minutes_text = "-" if minutes is None else f"{at_least}{minutes:.1f}"
         changed = changes(model, hparams["recipe"], summary.get("seed", 0), summary.get("teacher"))
         lines.append(
             f"| `{run.name}` | `{model}` | {changed} | "
             f"{int(metrics['epoch'].max()) + 1}{'' if summary else ' (stopped)'} | {best['val_mae']:.2f} "
-            f"({int(best['epoch'])}) | {best['val_acc']:.1%} | {'-' if minutes is None else f'{minutes:.1f}'} |"
+            f"({int(best['epoch'])}) | {best['val_acc']:.1%} | {minutes_text} |"
         )
     table = "`python benchmarks/tries.py` (validation split only; runs in `runs/try/`):\n\n" + "\n".join(lines) + "\n"
     print(table)

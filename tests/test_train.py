@@ -1,6 +1,7 @@
 """Training on ~64 real faces for a few steps: the loss falls, checkpoints round-trip, --resume continues."""
 
 import json
+from pathlib import Path
 
 import lightning as L
 import pandas as pd
@@ -82,9 +83,30 @@ def test_a_resumed_run_cut_off_in_its_turn_keeps_every_epoch_in_its_log(prepared
     logged = pd.read_csv(out / "metrics.csv").dropna(subset=["val_mae"])
     assert logged["epoch"].tolist() == [0, 1, 2]
     monkeypatch.undo()
-    train_model(prepared_subset, "cnn1", out, epochs=5, limit=64, resume=True, progress=False)
+    trained_before = _clock_minutes(out / "checkpoints" / "last.ckpt")
+    (out / "summary.json").unlink()  # the first session's too: only the checkpoint knows the earlier minutes
+    result = train_model(prepared_subset, "cnn1", out, epochs=5, limit=64, resume=True, progress=False)
     logged = pd.read_csv(out / "metrics.csv").dropna(subset=["val_mae"])
     assert logged["epoch"].tolist() == [0, 1, 2, 3, 4]
+    # both earlier sessions' minutes, up to the last checkpoint, count in the summary
+    assert 0 < trained_before < result.summary["train_minutes"] and result.summary["train_minutes_complete"]
+
+
+def _clock_minutes(checkpoint: Path) -> float:
+    states = torch.load(checkpoint, map_location="cpu", weights_only=False)["callbacks"]
+    return next(state["minutes"] for key, state in states.items() if "TrainingClock" in key)
+
+
+def test_a_run_resumed_from_a_checkpoint_without_a_clock_says_its_minutes_are_incomplete(prepared_subset, tmp_path):
+    out = tmp_path / "old"
+    train_model(prepared_subset, "cnn1", out, epochs=1, limit=32, progress=False)
+    (out / "summary.json").unlink()  # cut off before the summary, by a version that kept no clock
+    last = out / "checkpoints" / "last.ckpt"
+    checkpoint = torch.load(last, map_location="cpu", weights_only=False)
+    checkpoint["callbacks"] = {k: v for k, v in checkpoint["callbacks"].items() if "TrainingClock" not in k}
+    torch.save(checkpoint, last)
+    result = train_model(prepared_subset, "cnn1", out, epochs=2, limit=32, resume=True, progress=False)
+    assert result.summary["train_minutes_complete"] is False and result.summary["train_minutes"] > 0
 
 
 def test_the_last_checkpoint_is_the_last_epoch_even_without_a_new_best(prepared_subset, tmp_path):

@@ -127,7 +127,8 @@ def train_model(
             latest,
             EarlyStopping(monitor=monitor, mode=mode, patience=recipe.patience),
         ]
-    callbacks += [RichProgressBar()] if progress else []
+    clock = _TrainingClock(previous_minutes=_previous_minutes(out) if resume else 0.0)
+    callbacks += [clock] + ([RichProgressBar()] if progress else [])
     if resume:
         callbacks.append(_KeepEarlierEpochs(out / "metrics.csv", last))
     if recipe.unfreeze_at_epoch is not None:
@@ -160,12 +161,9 @@ def train_model(
         enable_progress_bar=progress,
         limit_val_batches=0 if refit else None,
     )
-    started = time.perf_counter()
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if resume else None)
-    minutes = (time.perf_counter() - started) / 60
     if not trainer.is_global_zero:  # under DDP the other processes are done: rank 0 evaluates and writes, once
         return TrainResult(out, {})
-    previous = _previous_minutes(out) if resume else 0.0
 
     best_path = Path(callbacks[0].best_model_path or last)
     best = AgeModule.load_from_checkpoint(best_path, map_location="cpu")
@@ -185,7 +183,9 @@ def train_model(
         "fit_on": fit_on,
         "epochs_run": int(trainer.current_epoch),
         "best_epoch": _checkpoint_epoch(best_path),
-        "train_minutes": round(previous + minutes, 2),
+        "train_minutes": round(clock.minutes(), 2),
+        # False: resumed from a checkpoint of a version that kept no clock, cut off before its summary
+        "train_minutes_complete": clock.complete,
         "torch_threads": torch.get_num_threads(),
         "world_size": int(trainer.world_size),  # training processes (devices × nodes)
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
@@ -222,9 +222,34 @@ class _KeepEarlierEpochs(L.Callback):
             csv_writer.writerows(self.rows)
 
 
-def _previous_minutes(out: Path) -> float:
+class _TrainingClock(L.Callback):
+    """Minutes of training, kept in every checkpoint: a session cut off before its summary is written loses only the
+    time since its last checkpoint, not everything before, when the run is resumed."""
+
+    def __init__(self, previous_minutes: float | None):
+        self.before = previous_minutes  # a resumed run's checkpoint replaces it with the time it recorded
+        self.complete = True
+        self.started = time.perf_counter()
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.started = time.perf_counter()
+        if trainer.ckpt_path and self.before is None:
+            self.complete = False  # neither the checkpoint nor a summary says how long the run had trained
+
+    def minutes(self) -> float:
+        return (self.before or 0.0) + (time.perf_counter() - self.started) / 60
+
+    def state_dict(self) -> dict:
+        return {"minutes": self.minutes()}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.before = float(state_dict["minutes"])
+
+
+def _previous_minutes(out: Path) -> float | None:
+    """A finished run's training minutes from its summary (checkpoints of older versions kept no clock)."""
     path = out / "summary.json"
-    return float(json.loads(path.read_text()).get("train_minutes", 0.0)) if path.is_file() else 0.0
+    return float(json.loads(path.read_text())["train_minutes"]) if path.is_file() else None
 
 
 def _checkpoint_epoch(path: Path) -> int | None:
