@@ -14,8 +14,9 @@ accuracy, the bias per true-age band (estimate - truth) and the share of 13-17-y
 power TAU (smoothed as faceage.train.module.age_weights smooths it for `reweight`) and renormalised: the
 inference-time form of a balanced softmax (logit adjustment, Menon et al. 2021; the categorical counterpart of
 Balanced MSE, Ren et al. 2022), which no file can store; each with no correction, the median offset and the mapping
-from MAPPING_FROM_AGE. Writes benchmarks/results/SECTION.md and the README's SECTION section (`--section`, default
-bias; `--no-readme`: the results file only).
+from MAPPING_FROM_AGE. `--young` adds the mapping at both ends: from MAPPING_FROM_AGE up and below 20, 25 or 30
+years (the median offset between). Writes benchmarks/results/SECTION.md and the README's SECTION section
+(`--section`, default bias; `--no-readme`: the results file only).
 """
 
 from __future__ import annotations
@@ -62,6 +63,14 @@ CORRECTIONS = {
     **{f"quantile mapping {s:g} from {MAPPING_FROM_AGE:g}": (lambda truth, estimate, s=s: fit_quantile_mapping(
         truth, estimate, s)) for s in STRENGTHS},
 }  # fmt: skip
+# the mapping at both ends: from MAPPING_FROM_AGE up and below each of these ages (--young)
+YOUNG_ENDS = (20.0, 25.0, 30.0)
+YOUNG = {
+    f"quantile mapping 1 from {MAPPING_FROM_AGE:g} and below {end:g}": (
+        lambda truth, estimate, end=end: fit_quantile_mapping(truth, estimate, 1.0, up_to_age=end)
+    )
+    for end in YOUNG_ENDS
+}
 # the corrections shown for the variants of a model (--balanced here, benchmarks/soup.py)
 SHORT_LIST = ("no correction", "median offset", f"quantile mapping 1 from {MAPPING_FROM_AGE:g}")
 
@@ -103,6 +112,11 @@ def main() -> None:
         metavar="TAU",
         help="also the distributions divided by the training age density ** TAU (repeatable)",
     )
+    parser.add_argument(
+        "--young",
+        action="store_true",
+        help="also the quantile mapping at the young end (below 20, 25 and 30 years) besides the old",
+    )
     parser.add_argument("--no-readme", action="store_true", help="write the results file only")
     args = parser.parse_args()
     models = args.model or ["default"]
@@ -119,7 +133,7 @@ def main() -> None:
                 *table_head(truth),
             ]
         name = Path(model).stem if str(model).endswith(".onnx") else f"`{model}`"
-        for label, fit in CORRECTIONS.items():
+        for label, fit in {**CORRECTIONS, **(YOUNG if args.young else {})}.items():
             lines.append(row(f"{name}, {label}", truth, *cross_fitted(truth, probs, fit)))
         for tau in args.balanced:
             reweighted = balanced(probs, train_ages, tau)

@@ -411,6 +411,12 @@ def test_a_quantile_mapping_undoes_the_regression_to_the_middle_on_faces_it_neve
     offset = np.median(truth[fit] - estimate[fit])
     np.testing.assert_allclose(upper.forward([0.0, 20.0, 44.5]), np.array([0.0, 20.0, 44.5]) + offset, atol=1e-6)
     np.testing.assert_allclose(upper.forward([50.5, 60.0, 75.0]), whole.forward([50.5, 60.0, 75.0]), atol=1e-6)
+    # both ends: the mapping below 25 (fully below 20), the median offset from 25 to 45, the mapping again above
+    ends = fit_quantile_mapping(truth[fit], estimate[fit], 1.0, 45.0, up_to_age=25.0)
+    np.testing.assert_allclose(ends.forward([5.0, 12.0, 19.5]), whole.forward([5.0, 12.0, 19.5]), atol=1e-6)
+    np.testing.assert_allclose(ends.forward([25.0, 35.0, 44.5]), np.array([25.0, 35.0, 44.5]) + offset, atol=1e-6)
+    np.testing.assert_allclose(ends.forward([50.5, 75.0]), whole.forward([50.5, 75.0]), atol=1e-6)
+    assert np.all(np.diff(ends.forward(np.linspace(0, 100, 501))) > 0)
     for strength in (0.0, 1.5):
         with pytest.raises(FaceageError, match="strength"):
             fit_quantile_mapping(truth, estimate, strength)

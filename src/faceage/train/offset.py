@@ -92,11 +92,13 @@ def check_mapping_strength(strength: float) -> None:
 
 
 def fit_quantile_mapping(truth: np.ndarray, estimate: np.ndarray, strength: float = 1.0,
-                         from_age: float | None = MAPPING_FROM_AGE) -> AgeMap:  # fmt: skip
+                         from_age: float | None = MAPPING_FROM_AGE,
+                         up_to_age: float | None = None) -> AgeMap:  # fmt: skip
     """The monotone map sending each quantile of ``estimate`` to ``(1 - strength)`` × itself + ``strength`` × the
     same quantile of ``truth`` (whole years, each read as a point within its year: [a - 0.5, a + 0.5), fixed seed).
     With ``from_age``, ages below it are moved by the median offset instead, the mapping blended in linearly over
-    the next RAMP years; None maps the whole range."""
+    the next RAMP years; None maps the whole range. ``up_to_age`` maps the young end too: below it the mapping again,
+    blended out over the RAMP years before it (the median offset between the two ends)."""
     check_mapping_strength(strength)
     truth, estimate = np.asarray(truth, dtype=float), np.asarray(estimate, dtype=float)
     within = np.random.default_rng(0).uniform(-0.5, 0.5, len(truth))
@@ -106,6 +108,8 @@ def fit_quantile_mapping(truth: np.ndarray, estimate: np.ndarray, strength: floa
     if from_age is not None:
         shifted = GRID + float(np.median(truth - estimate))
         share = np.clip((GRID - from_age) / RAMP, 0.0, 1.0)
+        if up_to_age is not None:
+            share = np.maximum(share, np.clip((up_to_age - GRID) / RAMP, 0.0, 1.0))
         mapped = shifted + share * (mapped - shifted)
     return AgeMap(*_rising(GRID, mapped))
 
