@@ -1,4 +1,5 @@
-"""Which layer of dlib's face-recognition network carries more age: the 256 pooled features or the 128-D descriptor.
+"""Which layer of dlib's face-recognition network carries more age: the 256 pooled features, the 128-D descriptor, or
+the averaged outputs of earlier stages beside the pooled features (what `dlibface-multi`'s head reads).
 
     .venv/bin/python benchmarks/dlibface_features.py [--data data/utk] [--faces 3000]
 
@@ -18,7 +19,7 @@ import torch
 
 import readme
 from faceage.data.prepared import PreparedData
-from faceage.models.dlib_face import DLIB_FACE_INPUT, DlibFaceResNet
+from faceage.models.dlib_face import DLIB_FACE_INPUT, MULTI_STAGE_TAPS, DlibFaceResNet
 from faceage.train.data import load_split_arrays
 from readme import publish
 
@@ -43,9 +44,11 @@ def main() -> None:
     train = load_split_arrays(PreparedData.open(args.data), DLIB_FACE_INPUT, show_progress=False)["train"]
     chosen = np.random.default_rng(0).choice(len(train.ages), min(args.faces, len(train.ages)), replace=False)
     net = DlibFaceResNet().load_dlib_weights().eval()
+    net.stage_taps = MULTI_STAGE_TAPS  # features() then gives the stages' averages before the 256 pooled features
     with torch.no_grad():
-        pooled = np.concatenate([net.backbone(torch.from_numpy(DLIB_FACE_INPUT.normalize(train.images[part]))).numpy()
+        staged = np.concatenate([net.features(torch.from_numpy(DLIB_FACE_INPUT.normalize(train.images[part]))).numpy()
                                  for part in np.array_split(chosen, max(1, len(chosen) // 250))])  # fmt: skip
+        pooled = staged[:, -256:]
         descriptor = (torch.from_numpy(pooled) @ net.descriptor.weight.T).numpy()
     ages, fit = train.ages[chosen].astype(np.float64), int(0.8 * len(chosen))
     lines = [
@@ -56,7 +59,14 @@ def main() -> None:
         "| features | " + " | ".join(f"ridge {s:g}" for s in STRENGTHS) + " |",
         "|---|" + "---|" * len(STRENGTHS),
     ]
-    for name, features in (("256 pooled (before the projection)", pooled), ("128-D descriptor", descriptor)):
+    rows = (
+        ("256 pooled (before the projection)", pooled),
+        ("128-D descriptor", descriptor),
+        ("128-channel stage, averaged", staged[:, :128]),
+        ("last 256-channel stage before the final block, averaged", staged[:, 128:384]),
+        ("both stages + 256 pooled (`dlibface-multi`'s head)", staged),
+    )
+    for name, features in rows:
         maes = [ridge_mae(features.astype(np.float64), ages, fit, s) for s in STRENGTHS]
         lines.append(f"| {name} | " + " | ".join(f"{m:.2f}" for m in maes) + " |")
     table = "\n".join(lines) + "\n"

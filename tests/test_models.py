@@ -155,3 +155,23 @@ def test_a_file_that_is_not_dlibs_network_is_refused(tmp_path):
     bogus.write_bytes(b"\x01\x05hello" * 10)
     with pytest.raises(WeightsError, match="not dlib's face-recognition network"):
         read_dlib_face_weights(bogus)
+
+
+def test_dlibface_multi_head_reads_two_earlier_stages_beside_the_pooled_features():
+    from faceage.models.dlib_face import MULTI_STAGE_TAPS, DlibFaceResNet
+
+    net = get_model_info("dlibface-multi").build(n_bins=5).eval()
+    plain = get_model_info("dlibface").build(n_bins=5).eval()
+    x = torch.from_numpy(np.random.default_rng(0).normal(0, 0.5, (2, 3, 150, 150)).astype(np.float32))
+    with torch.no_grad():
+        features = net.features(x)
+        stage = x
+        for layer in net.backbone[: MULTI_STAGE_TAPS[0] + 1]:
+            stage = layer(stage)
+        assert features.shape == (2, 128 + 256 + 256)
+        torch.testing.assert_close(features[:, :128], stage.mean(dim=(2, 3)))  # the 128-channel stage, averaged
+        torch.testing.assert_close(features[:, -256:], plain.backbone(x))  # the same pretrained backbone at the end
+        torch.testing.assert_close(net(x), net.head(features))
+    assert net.head[0].num_features == 640 and plain.head[0].num_features == 256
+    with pytest.raises(ValueError, match="stage taps"):
+        DlibFaceResNet(101, stage_taps=(17,))

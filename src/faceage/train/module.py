@@ -173,7 +173,7 @@ class AgeModule(L.LightningModule):
             logits = self(x)
             loss = self.loss(logits, ages, bins, target=target)
         elif stage == "train" and self.feature_smoothing is not None:
-            features = self.net.backbone(x)
+            features = self.net.features(x) if hasattr(self.net, "features") else self.net.backbone(x)
             self.feature_smoothing.gather(features, ages)
             logits = self.net.head(self.feature_smoothing.calibrate(features, ages))
             loss = self.loss(logits, ages, bins, teacher_probs)

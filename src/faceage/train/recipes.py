@@ -69,6 +69,7 @@ class Recipe:
 
 TRANSFER = Recipe(epochs=18, batch_size=64, lr=1e-3, weight_decay=1e-4, optimizer="adamw", patience=5,
                   unfreeze_at_epoch=1, backbone_lr_ratio=0.3)  # fmt: skip
+DLIBFACE = replace(TRANSFER, ema_decay=0.998, backbone_lr_ratio=0.015, grain=0.3)  # comments: RECIPES["dlibface"]
 STUDY_LADDER = Recipe(epochs=15, lr=1e-3, patience=4, augment=False)
 
 RECIPES: dict[str, Recipe] = {
@@ -90,7 +91,8 @@ RECIPES: dict[str, Recipe] = {
     # 18 epochs (the cosine schedule over 18): validation MAE 4.46 at epoch 14 against 4.54 with 10 epochs
     # (runs/try/dlibface-e18 against runs/try/dlibface-grain, benchmarks/tries.py). The shipped default's run is
     # runs/try/dlibface-bb0015.
-    "dlibface": replace(TRANSFER, ema_decay=0.998, backbone_lr_ratio=0.015, grain=0.3),
+    "dlibface": DLIBFACE,
+    "dlibface-multi": DLIBFACE,
     "transfer-frozen": Recipe(
         epochs=4, batch_size=64, lr=1e-3, optimizer="adamw", patience=2, unfreeze_at_epoch=10_000
     ),  # fmt: skip
