@@ -291,6 +291,26 @@ def test_film_grain_augmentation_adds_monochrome_noise_to_the_share_asked(prepar
     assert [t.p for t in transform.transforms if isinstance(t, A.GaussNoise)] == [0.3]
 
 
+def test_random_erasing_hides_one_rectangle_of_the_share_asked(prepared_subset):
+    import albumentations as A
+    import numpy as np
+
+    from faceage.models.dlib_face import DLIB_FACE_INPUT
+    from faceage.train.data import augmentation
+
+    assert not any(isinstance(t, A.Erasing) for t in augmentation(0).transforms)
+    (erasing,) = [t for t in augmentation(0, erase=1.0).transforms if isinstance(t, A.Erasing)]
+    grey = np.full((100, 100, 3), 128, np.uint8)
+    changed = np.any(A.Compose([erasing], seed=1)(image=grey)["image"] != 128, axis=2)
+    rows, cols = np.nonzero(changed)
+    box = (rows.max() - rows.min() + 1) * (cols.max() - cols.min() + 1)
+    assert 0.02 * 100 * 100 * 0.5 <= changed.sum() <= box <= 0.2 * 100 * 100 + 100  # one rectangle, 2-20% of the area
+    module = FaceDataModule(prepared_subset, DLIB_FACE_INPUT, batch_size=4, limit=8, erase=0.25)
+    module.setup()
+    transform = module.train_dataloader().dataset.transform
+    assert [t.p for t in transform.transforms if isinstance(t, A.Erasing)] == [0.25]
+
+
 def test_fit_on_train_and_val_learns_from_both_and_keeps_the_final_weights(prepared_subset, tmp_path):
     result = train_model(prepared_subset, "transfer-ema", tmp_path / "refit", epochs=2, limit=32, fit_on="train+val",
                          progress=False)  # fmt: skip

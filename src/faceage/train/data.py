@@ -42,11 +42,13 @@ class SplitArrays:
     keys: list[str]
 
 
-def augmentation(seed: int | None = None, grain: float = 0.0) -> A.Compose:
+def augmentation(seed: int | None = None, grain: float = 0.0, erase: float = 0.0) -> A.Compose:
     """The training augmentation; ``seed`` makes its random draws repeatable (albumentations keeps its own RNG, which
     ``seed_everything`` does not reach); ``grain``: the share of faces given monochrome noise (film grain, a dark
-    phone photo) of 2-10% of the range."""
+    phone photo) of 2-10% of the range; ``erase``: the share of faces with one rectangle of 2-20% of their area
+    replaced by random pixels (random erasing, Zhong et al. 2020: a face partly hidden, by a hand, a cup, a shadow)."""
     noise = [A.GaussNoise(std_range=(0.02, 0.1), per_channel=False, p=grain)] if grain > 0 else []
+    erasing = [A.Erasing(scale=(0.02, 0.2), ratio=(0.3, 3.3), fill="random", p=erase)] if erase > 0 else []
     return A.Compose(
         [
             A.HorizontalFlip(p=0.5),
@@ -59,6 +61,7 @@ def augmentation(seed: int | None = None, grain: float = 0.0) -> A.Compose:
             A.GaussianBlur(blur_limit=(3, 5), p=0.1),
             A.ImageCompression(quality_range=(50, 95), p=0.2),
             *noise,
+            *erasing,
         ],
         seed=seed,
     )  # fmt: skip
@@ -117,12 +120,12 @@ def _evenly(arrays: SplitArrays, limit: int) -> SplitArrays:
 
 class FaceDataset(Dataset):
     def __init__(self, arrays: SplitArrays, preprocessing: Preprocessing, bins: AgeBins, augment: bool,
-                 seed: int | None = None, grain: float = 0.0):  # fmt: skip
+                 seed: int | None = None, grain: float = 0.0, erase: float = 0.0):  # fmt: skip
         self.arrays, self.bins = arrays, bins
         self.mean = np.asarray(preprocessing.mean, dtype=np.float32)
         self.std = np.asarray(preprocessing.std, dtype=np.float32)
         seed = torch.initial_seed() if seed is None else seed
-        self.transform = augmentation(seed=seed % 2**32, grain=grain) if augment else None
+        self.transform = augmentation(seed=seed % 2**32, grain=grain, erase=erase) if augment else None
         self.bin_index = np.asarray(bins.index(arrays.ages), dtype=np.int64)
 
     def __len__(self) -> int:
@@ -156,9 +159,11 @@ class FaceDataModule(L.LightningDataModule):
         teacher: Callable | None = None,
         fit_on: str = "train",
         grain: float = 0.0,
+        erase: float = 0.0,
     ):
         super().__init__()
-        self.grain = grain  # the share of augmented training faces given film grain (augmentation())
+        # the shares of augmented training faces given film grain and random erasing (augmentation())
+        self.grain, self.erase = grain, erase
         self.fit_on = check_fit_on(fit_on)
         self.data, self.preprocessing = PreparedData.of(data), preprocessing
         self.data_dir = self.data.root
@@ -201,7 +206,8 @@ class FaceDataModule(L.LightningDataModule):
         # its rank, so that the processes do not draw the same transformations for their different faces
         rank = self.trainer.global_rank if self.trainer is not None else 0
         dataset = FaceDataset(
-            self.arrays[split], self.preprocessing, self.bins, augment, torch.initial_seed() + rank, grain=self.grain
+            self.arrays[split], self.preprocessing, self.bins, augment, torch.initial_seed() + rank,
+            grain=self.grain, erase=self.erase,
         )
         generator = torch.Generator().manual_seed(torch.initial_seed() % 2**31) if shuffle else None
         collate = self.teacher.collate if taught and self.teacher is not None else None

@@ -41,6 +41,7 @@ class Recipe:
     fds_sigma: float = 2.0
     fds_momentum: float = 0.9
     grain: float = 0.0  # share of augmented training faces given film grain (monochrome noise, 2-10% of the range)
+    erase: float = 0.0  # share of augmented training faces with a random rectangle (2-20% of the area) of noise
     # share of the aligned crop's side the network sees (None = the model's own, e.g. 0.683 for dlibface: dlib's
     # face chip); wider shows more hair, forehead and chin at the same input size and cost per face
     crop_fraction: float | None = None

@@ -108,7 +108,7 @@ def train_model(
 
     datamodule = FaceDataModule(data, preprocessing, bins, recipe.batch_size, recipe.augment,
                                 num_workers=num_workers, limit=limit, teacher=teacher_model,
-                                fit_on=fit_on, grain=recipe.grain)  # fmt: skip
+                                fit_on=fit_on, grain=recipe.grain, erase=recipe.erase)  # fmt: skip
     module = AgeModule(model_name, bins.spec, preprocessing.to_dict(), info.head, asdict(recipe),
                        datamodule.bin_representative_ages().tolist(), sigma=recipe.sigma,
                        l1_weight=recipe.l1_weight, fit_on=fit_on,
