@@ -131,6 +131,45 @@ def test_a_transfer_run_resumes_after_its_backbone_was_unfrozen(prepared_subset,
     assert result.summary["epochs_run"] == 3
 
 
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_the_backbone_keeps_its_starting_rate_or_anneals_with_the_head(prepared_subset, schedule):
+    from dataclasses import replace
+
+    from faceage.models import get_model_info
+    from faceage.train.recipes import recipe_for
+    from faceage.train.run import backbone_finetuning
+
+    info = get_model_info("transfer")
+    datamodule = FaceDataModule(prepared_subset, info.preprocessing, batch_size=16, augment=False, limit=32)
+    module = AgeModule("transfer", datamodule.bins.spec, info.preprocessing.to_dict(), info.head,
+                       {"lr": 1e-3, "weight_decay": 0.0, "optimizer": "adamw", "epochs": 5},
+                       datamodule.bin_representative_ages().tolist())  # fmt: skip
+    rates = []
+
+    class Rates(L.Callback):  # the rates each epoch trains with, after the finetuning callback set them
+        def on_train_epoch_start(self, trainer, pl_module):
+            rates.append([group["lr"] for group in trainer.optimizers[0].param_groups])
+
+    recipe = replace(recipe_for("transfer"), backbone_lr_ratio=0.1, backbone_schedule=schedule)
+    trainer = L.Trainer(max_epochs=5, callbacks=[backbone_finetuning(recipe), Rates()], logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, limit_train_batches=1,
+                        limit_val_batches=1)  # fmt: skip
+    trainer.fit(module, datamodule=datamodule)
+    assert len(rates[0]) == 1 and all(len(epoch) == 2 for epoch in rates[1:])
+    heads, backbones = [epoch[0] for epoch in rates[1:]], [epoch[1] for epoch in rates[1:]]
+    assert heads == sorted(heads, reverse=True) and heads[-1] < 0.5 * heads[0]  # the head's cosine schedule
+    if schedule == "constant":
+        assert backbones == pytest.approx([0.1 * heads[0]] * len(heads))
+    else:
+        assert backbones == pytest.approx([0.1 * head for head in heads])
+
+
+def test_an_unknown_backbone_schedule_is_refused(prepared_subset, tmp_path):
+    with pytest.raises(FaceageError, match="backbone_schedule must be one of constant, cosine"):
+        train_model(prepared_subset, "transfer", tmp_path / "run", recipe_settings=["backbone_schedule=linear"],
+                    progress=False)  # fmt: skip
+
+
 def test_resume_without_a_run_says_so(prepared_subset, tmp_path):
     with pytest.raises(FaceageError, match="nothing to resume"):
         train_model(prepared_subset, "cnn1", tmp_path / "none", resume=True, progress=False)

@@ -206,8 +206,13 @@ class FaceDataModule(L.LightningDataModule):
         # its rank, so that the processes do not draw the same transformations for their different faces
         rank = self.trainer.global_rank if self.trainer is not None else 0
         dataset = FaceDataset(
-            self.arrays[split], self.preprocessing, self.bins, augment, torch.initial_seed() + rank,
-            grain=self.grain, erase=self.erase,
+            self.arrays[split],
+            self.preprocessing,
+            self.bins,
+            augment,
+            torch.initial_seed() + rank,
+            grain=self.grain,
+            erase=self.erase,
         )
         generator = torch.Generator().manual_seed(torch.initial_seed() % 2**31) if shuffle else None
         collate = self.teacher.collate if taught and self.teacher is not None else None

@@ -24,6 +24,10 @@ class Recipe:
     augment: bool = True
     unfreeze_at_epoch: int | None = None  # transfer models: train the head alone until this epoch
     backbone_lr_ratio: float = 0.1
+    # the backbone's rate once unfrozen: "constant" keeps the rate it starts at (backbone_lr_ratio of the head's then;
+    # the head's falling rate only caps it), as every run before this setting; "cosine" keeps it at backbone_lr_ratio
+    # of the head's current rate, so it anneals with the head's cosine schedule
+    backbone_schedule: str = "constant"
     sigma: float = 2.0  # "ages" heads: width (years) of the Gaussian soft label
     l1_weight: float = 0.1  # "ages" heads: weight of the L1 loss on the expected age
     ema_decay: float | None = None  # keep an exponential moving average of the weights (validated, saved, exported)
@@ -86,7 +90,8 @@ RECIPES: dict[str, Recipe] = {
     # dlib's face-recognition network at 150×150: its backbone learns at 1.5% of the head's rate (at 10% and 30% the
     # training MAE rose from 9 to 15-17 years within 60 steps of unfreezing; at 3% it fell to 5.3; a throwaway probe;
     # then best validation MAE 4.56 at 5%, 4.46 at 3%, 4.39 at 1.5%, 4.44 at 0.75%: runs/try/dlibface-bb005, -e18,
-    # -bb0015, -bb00075)
+    # -bb0015, -bb00075); annealed with the head instead (backbone_schedule=cosine, from 3%) 4.44:
+    # runs/try/dlibface-cosine
     # Film grain: without it dlibface's MAE under grain was 8.52 against the peer network's 7.17 (1,000 val faces,
     # benchmarks/robustness.py); the 64 px models average the noise away when they shrink the face, 150 px keeps it.
     # 18 epochs (the cosine schedule over 18): validation MAE 4.46 at epoch 14 against 4.54 with 10 epochs

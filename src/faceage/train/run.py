@@ -35,8 +35,35 @@ from faceage.metrics import band_errors
 from faceage.models import count_parameters, get_model_info
 from faceage.train.data import FaceDataModule, check_fit_on
 from faceage.train.module import AgeModule, age_weights
-from faceage.train.recipes import recipe_for
+from faceage.train.recipes import Recipe, recipe_for
 from faceage.train.teacher import Teacher
+
+
+class AnnealedBackboneFinetuning(BackboneFinetuning):
+    """Lightning's BackboneFinetuning, except that once unfrozen the backbone learns at ``backbone_initial_ratio_lr``
+    of the head's current rate at every epoch, so it follows the head's schedule down; the parent keeps the rate the
+    backbone started at (capped by the head's)."""
+
+    def finetune_function(self, pl_module: L.LightningModule, epoch: int, optimizer: torch.optim.Optimizer) -> None:
+        super().finetune_function(pl_module, epoch, optimizer)
+        if epoch > self.unfreeze_backbone_at_epoch:
+            self.previous_backbone_lr = optimizer.param_groups[0]["lr"] * self.backbone_initial_ratio_lr
+            optimizer.param_groups[-1]["lr"] = self.previous_backbone_lr
+
+
+# recipe.backbone_schedule -> the callback that unfreezes the backbone and sets its rate
+BACKBONE_SCHEDULES = {"constant": BackboneFinetuning, "cosine": AnnealedBackboneFinetuning}
+
+
+def backbone_finetuning(recipe: Recipe) -> BackboneFinetuning:
+    """The callback that unfreezes the backbone at ``recipe.unfreeze_at_epoch`` and sets its rate."""
+    return BACKBONE_SCHEDULES[recipe.backbone_schedule](
+        unfreeze_backbone_at_epoch=recipe.unfreeze_at_epoch,
+        lambda_func=lambda epoch: 1.0,
+        backbone_initial_ratio_lr=recipe.backbone_lr_ratio,
+        initial_denom_lr=1.0,
+        should_align=True,
+    )
 
 
 @dataclass(frozen=True)
@@ -85,6 +112,9 @@ def train_model(
         raise FaceageError(f"{model_name} predicts bins; only models with an age-distribution head can be taught")
     if not 0.0 <= recipe.distill_weight <= 1.0:
         raise FaceageError(f"distill_weight must be between 0 and 1, got {recipe.distill_weight}")
+    if recipe.backbone_schedule not in BACKBONE_SCHEDULES:
+        raise FaceageError(f"backbone_schedule must be one of {', '.join(BACKBONE_SCHEDULES)}, "
+                           f"got '{recipe.backbone_schedule}'")  # fmt: skip
     if recipe.fds and recipe.mixup > 0:
         raise FaceageError("fds calibrates each face's features by its own age; mixup blends faces of two ages: "
                            "train with one of them (--recipe mixup=0 or fds=false)")  # fmt: skip
@@ -132,15 +162,7 @@ def train_model(
     if resume:
         callbacks.append(_KeepEarlierEpochs(out / "metrics.csv", last))
     if recipe.unfreeze_at_epoch is not None:
-        callbacks.append(
-            BackboneFinetuning(
-                unfreeze_backbone_at_epoch=recipe.unfreeze_at_epoch,
-                lambda_func=lambda epoch: 1.0,
-                backbone_initial_ratio_lr=recipe.backbone_lr_ratio,
-                initial_denom_lr=1.0,
-                should_align=True,
-            )
-        )
+        callbacks.append(backbone_finetuning(recipe))
     if recipe.ema_decay is not None:
         from torch.optim.swa_utils import get_ema_multi_avg_fn
 
