@@ -35,14 +35,23 @@ def test_same_seed_same_numbers(prepared_subset, tmp_path, model):
     assert not a.equals(c)  # another seed, other numbers
 
 
-def test_checkpoint_carries_preprocessing_and_bins_and_round_trips(prepared_subset, tmp_path):
+def transfer_module(prepared_subset, epochs: int) -> tuple[FaceDataModule, AgeModule]:
+    """32 faces without augmentation and a `transfer` module with a plain recipe, for tests that drive a Trainer."""
     from faceage.models import get_model_info
 
     info = get_model_info("transfer")
     datamodule = FaceDataModule(prepared_subset, info.preprocessing, batch_size=16, augment=False, limit=32)
     module = AgeModule("transfer", datamodule.bins.spec, info.preprocessing.to_dict(), info.head,
-                       {"lr": 1e-3, "weight_decay": 0.0, "optimizer": "adamw", "epochs": 1},
+                       {"lr": 1e-3, "weight_decay": 0.0, "optimizer": "adamw", "epochs": epochs},
                        datamodule.bin_representative_ages().tolist())  # fmt: skip
+    return datamodule, module
+
+
+def test_checkpoint_carries_preprocessing_and_bins_and_round_trips(prepared_subset, tmp_path):
+    from faceage.models import get_model_info
+
+    info = get_model_info("transfer")
+    datamodule, module = transfer_module(prepared_subset, epochs=1)
     trainer = L.Trainer(max_steps=2, logger=False, enable_checkpointing=False, enable_progress_bar=False)
     trainer.fit(module, datamodule=datamodule)
     path = tmp_path / "model.ckpt"
@@ -135,15 +144,10 @@ def test_a_transfer_run_resumes_after_its_backbone_was_unfrozen(prepared_subset,
 def test_the_backbone_keeps_its_starting_rate_or_anneals_with_the_head(prepared_subset, schedule):
     from dataclasses import replace
 
-    from faceage.models import get_model_info
     from faceage.train.recipes import recipe_for
     from faceage.train.run import backbone_finetuning
 
-    info = get_model_info("transfer")
-    datamodule = FaceDataModule(prepared_subset, info.preprocessing, batch_size=16, augment=False, limit=32)
-    module = AgeModule("transfer", datamodule.bins.spec, info.preprocessing.to_dict(), info.head,
-                       {"lr": 1e-3, "weight_decay": 0.0, "optimizer": "adamw", "epochs": 5},
-                       datamodule.bin_representative_ages().tolist())  # fmt: skip
+    datamodule, module = transfer_module(prepared_subset, epochs=5)
     rates = []
 
     class Rates(L.Callback):  # the rates each epoch trains with, after the finetuning callback set them
