@@ -129,14 +129,18 @@ def test_the_last_checkpoint_is_the_last_epoch_even_without_a_new_best(prepared_
     assert sorted(p.name for p in checkpoints.iterdir()) == ["best.ckpt", "last.ckpt"]
 
 
-def test_a_transfer_run_resumes_after_its_backbone_was_unfrozen(prepared_subset, tmp_path):
-    """The backbone's parameter group comes after the schedule was made; resuming used to crash on it."""
+@pytest.mark.parametrize("layer_decay", [1.0, 0.8])
+def test_a_transfer_run_resumes_after_its_backbone_was_unfrozen(prepared_subset, tmp_path, layer_decay):
+    """The backbone's parameter groups come after the schedule was made; resuming used to crash on them."""
     out = tmp_path / "transfer"
-    train_model(prepared_subset, "transfer", out, epochs=2, limit=32, batch_size=16, progress=False)
+    settings = [f"layer_decay={layer_decay}"]
+    train_model(prepared_subset, "transfer", out, epochs=2, limit=32, batch_size=16, progress=False,
+                recipe_settings=settings)  # fmt: skip
     checkpoint = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
-    assert checkpoint["epoch"] == 1 and len(checkpoint["optimizer_states"][0]["param_groups"]) == 2
+    groups = checkpoint["optimizer_states"][0]["param_groups"]
+    assert checkpoint["epoch"] == 1 and (len(groups) == 2 if layer_decay == 1 else len(groups) > 3)
     result = train_model(prepared_subset, "transfer", out, epochs=3, limit=32, batch_size=16, resume=True,
-                         progress=False)  # fmt: skip
+                         progress=False, recipe_settings=settings)  # fmt: skip
     assert result.summary["epochs_run"] == 3
 
 
@@ -166,6 +170,43 @@ def test_the_backbone_keeps_its_starting_rate_or_anneals_with_the_head(prepared_
         assert backbones == pytest.approx([0.1 * heads[0]] * len(heads))
     else:
         assert backbones == pytest.approx([0.1 * head for head in heads])
+
+
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_layer_decay_gives_each_backbone_layer_its_own_rate_slower_towards_the_input(prepared_subset, schedule):
+    from dataclasses import replace
+
+    from faceage.train.recipes import recipe_for
+    from faceage.train.run import backbone_finetuning
+
+    datamodule, module = transfer_module(prepared_subset, epochs=4)
+    layers = [layer for layer in module.backbone.children() if next(layer.parameters(), None) is not None]
+    assert len(layers) >= 3
+    rates = []
+
+    class Rates(L.Callback):
+        def on_train_epoch_start(self, trainer, pl_module):
+            rates.append([group["lr"] for group in trainer.optimizers[0].param_groups])
+
+    recipe = replace(recipe_for("transfer"), backbone_lr_ratio=0.1, backbone_schedule=schedule, layer_decay=0.5)
+    trainer = L.Trainer(max_epochs=4, callbacks=[backbone_finetuning(recipe), Rates()], logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, limit_train_batches=1,
+                        limit_val_batches=1)  # fmt: skip
+    trainer.fit(module, datamodule=datamodule)
+    groups = trainer.optimizers[0].param_groups
+    assert len(rates[0]) == 1 and all(len(epoch) == 1 + len(layers) for epoch in rates[1:])
+    for group, layer in zip(groups[1:], layers, strict=True):  # one group per layer, in order, every weight in it
+        assert {id(p) for p in group["params"]} == {id(p) for p in layer.parameters()}
+    for epoch in rates[1:]:
+        head, top = epoch[0], epoch[-1]
+        assert top == pytest.approx(0.1 * (rates[1][0] if schedule == "constant" else head))
+        assert epoch[1:] == pytest.approx([top * 0.5 ** (len(layers) - 1 - i) for i in range(len(layers))])
+
+
+def test_a_layer_decay_outside_0_to_1_is_refused(prepared_subset, tmp_path):
+    with pytest.raises(FaceageError, match=r"layer_decay .* in \(0, 1\]"):
+        train_model(prepared_subset, "transfer", tmp_path / "run", recipe_settings=["layer_decay=1.5"],
+                    progress=False)  # fmt: skip
 
 
 def test_an_unknown_backbone_schedule_is_refused(prepared_subset, tmp_path):

@@ -28,6 +28,9 @@ class Recipe:
     # the head's falling rate only caps it), as every run before this setting; "cosine" keeps it at backbone_lr_ratio
     # of the head's current rate, so it anneals with the head's cosine schedule
     backbone_schedule: str = "constant"
+    # layer-wise rate decay: below 1, the backbone's last layer learns at the backbone's rate and each earlier one at
+    # layer_decay times the next one's (the stem slowest); 1 = one rate for the whole backbone
+    layer_decay: float = 1.0
     sigma: float = 2.0  # "ages" heads: width (years) of the Gaussian soft label
     l1_weight: float = 0.1  # "ages" heads: weight of the L1 loss on the expected age
     ema_decay: float | None = None  # keep an exponential moving average of the weights (validated, saved, exported)

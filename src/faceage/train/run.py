@@ -39,30 +39,56 @@ from faceage.train.recipes import Recipe, recipe_for
 from faceage.train.teacher import Teacher
 
 
-class AnnealedBackboneFinetuning(BackboneFinetuning):
-    """Lightning's BackboneFinetuning, except that once unfrozen the backbone learns at ``backbone_initial_ratio_lr``
-    of the head's current rate at every epoch, so it follows the head's schedule down; the parent keeps the rate the
-    backbone started at (capped by the head's)."""
+class ScheduledBackboneFinetuning(BackboneFinetuning):
+    """Lightning's BackboneFinetuning with two choices of the rates the backbone learns at once unfrozen.
+
+    ``anneal``: at every epoch the backbone learns at ``backbone_initial_ratio_lr`` of the head's current rate, so it
+    follows the head's schedule down; without it, as the parent does, it keeps the rate it was unfrozen with (capped
+    by the head's). ``layer_decay`` below 1 (layer-wise rate decay): each of the backbone's top-level layers that has
+    weights gets a parameter group of its own; the last learns at the backbone's rate and each one before it at
+    ``layer_decay`` times the rate of the next, so the early layers, whose general features the pretraining made, move
+    least. At 1 the backbone is one group, as in the parent."""
+
+    def __init__(self, *, anneal: bool = False, layer_decay: float = 1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.anneal = anneal
+        self.layer_decay = layer_decay
+
+    def _layers(self, backbone: torch.nn.Module) -> list[torch.nn.Module]:
+        if self.layer_decay == 1.0:
+            return [backbone]
+        return [layer for layer in backbone.children() if next(layer.parameters(), None) is not None]
 
     def finetune_function(self, pl_module: L.LightningModule, epoch: int, optimizer: torch.optim.Optimizer) -> None:
-        super().finetune_function(pl_module, epoch, optimizer)
-        if epoch > self.unfreeze_backbone_at_epoch:
-            self.previous_backbone_lr = optimizer.param_groups[0]["lr"] * self.backbone_initial_ratio_lr
-            optimizer.param_groups[-1]["lr"] = self.previous_backbone_lr
+        if epoch < self.unfreeze_backbone_at_epoch:
+            return
+        head_lr = optimizer.param_groups[0]["lr"]
+        layers = self._layers(pl_module.backbone)
+        if epoch == self.unfreeze_backbone_at_epoch:
+            self.previous_backbone_lr = head_lr * self.backbone_initial_ratio_lr
+            for layer in layers:  # the rates are set below
+                self.unfreeze_and_add_param_group(layer, optimizer, self.previous_backbone_lr, train_bn=self.train_bn,
+                                                  initial_denom_lr=1.0)  # fmt: skip
+        elif self.anneal:
+            self.previous_backbone_lr = head_lr * self.backbone_initial_ratio_lr
+        elif self.should_align:
+            self.previous_backbone_lr = min(self.previous_backbone_lr, head_lr)
+        groups = optimizer.param_groups[-len(layers) :]
+        for depth, group in enumerate(reversed(groups)):  # the last layer first
+            group["lr"] = self.previous_backbone_lr * self.layer_decay**depth
 
 
-# recipe.backbone_schedule -> the callback that unfreezes the backbone and sets its rate
-BACKBONE_SCHEDULES = {"constant": BackboneFinetuning, "cosine": AnnealedBackboneFinetuning}
+# recipe.backbone_schedule -> whether the unfrozen backbone's rate anneals with the head's
+BACKBONE_SCHEDULES = {"constant": False, "cosine": True}
 
 
 def backbone_finetuning(recipe: Recipe) -> BackboneFinetuning:
-    """The callback that unfreezes the backbone at ``recipe.unfreeze_at_epoch`` and sets its rate."""
-    return BACKBONE_SCHEDULES[recipe.backbone_schedule](
+    """The callback that unfreezes the backbone at ``recipe.unfreeze_at_epoch`` and sets its rates."""
+    return ScheduledBackboneFinetuning(
+        anneal=BACKBONE_SCHEDULES[recipe.backbone_schedule],
+        layer_decay=recipe.layer_decay,
         unfreeze_backbone_at_epoch=recipe.unfreeze_at_epoch,
-        lambda_func=lambda epoch: 1.0,
         backbone_initial_ratio_lr=recipe.backbone_lr_ratio,
-        initial_denom_lr=1.0,
-        should_align=True,
     )
 
 
@@ -115,6 +141,9 @@ def train_model(
     if recipe.backbone_schedule not in BACKBONE_SCHEDULES:
         raise FaceageError(f"backbone_schedule must be one of {', '.join(BACKBONE_SCHEDULES)}, "
                            f"got '{recipe.backbone_schedule}'")  # fmt: skip
+    if not 0 < recipe.layer_decay <= 1:
+        raise FaceageError(f"layer_decay is the factor between the rates of neighbouring backbone layers: a number "
+                           f"in (0, 1], 1 for one rate; got {recipe.layer_decay}")  # fmt: skip
     if recipe.fds and recipe.mixup > 0:
         raise FaceageError("fds calibrates each face's features by its own age; mixup blends faces of two ages: "
                            "train with one of them (--recipe mixup=0 or fds=false)")  # fmt: skip
