@@ -94,7 +94,8 @@ RECIPES: dict[str, Recipe] = {
     # training MAE rose from 9 to 15-17 years within 60 steps of unfreezing; at 3% it fell to 5.3; a throwaway probe;
     # then best validation MAE 4.56 at 5%, 4.46 at 3%, 4.39 at 1.5%, 4.44 at 0.75%: runs/try/dlibface-bb005, -e18,
     # -bb0015, -bb00075); annealed with the head instead (backbone_schedule=cosine, from 3%) 4.44:
-    # runs/try/dlibface-cosine
+    # runs/try/dlibface-cosine; layer-wise (layer_decay=0.8 from 2%) 4.37, level once exported:
+    # runs/try/dlibface-llrd
     # Film grain: without it dlibface's MAE under grain was 8.52 against the peer network's 7.17 (1,000 val faces,
     # benchmarks/robustness.py); the 64 px models average the noise away when they shrink the face, 150 px keeps it.
     # 18 epochs (the cosine schedule over 18): validation MAE 4.46 at epoch 14 against 4.54 with 10 epochs
