@@ -177,10 +177,10 @@ def test_layer_decay_gives_each_backbone_layer_its_own_rate_slower_towards_the_i
     from dataclasses import replace
 
     from faceage.train.recipes import recipe_for
-    from faceage.train.run import backbone_finetuning
+    from faceage.train.run import backbone_finetuning, weighted_layers
 
     datamodule, module = transfer_module(prepared_subset, epochs=4)
-    layers = [layer for layer in module.backbone.children() if next(layer.parameters(), None) is not None]
+    layers = weighted_layers(module.backbone)
     assert len(layers) >= 3
     rates = []
 

@@ -39,6 +39,11 @@ from faceage.train.recipes import Recipe, recipe_for
 from faceage.train.teacher import Teacher
 
 
+def weighted_layers(backbone: torch.nn.Module) -> list[torch.nn.Module]:
+    """The backbone's top-level layers that have weights, input first: the layers ``layer_decay`` gives rates."""
+    return [layer for layer in backbone.children() if next(layer.parameters(), None) is not None]
+
+
 class ScheduledBackboneFinetuning(BackboneFinetuning):
     """Lightning's BackboneFinetuning with two choices of the rates the backbone learns at once unfrozen.
 
@@ -55,9 +60,7 @@ class ScheduledBackboneFinetuning(BackboneFinetuning):
         self.layer_decay = layer_decay
 
     def _layers(self, backbone: torch.nn.Module) -> list[torch.nn.Module]:
-        if self.layer_decay == 1.0:
-            return [backbone]
-        return [layer for layer in backbone.children() if next(layer.parameters(), None) is not None]
+        return [backbone] if self.layer_decay == 1.0 else weighted_layers(backbone)
 
     def finetune_function(self, pl_module: L.LightningModule, epoch: int, optimizer: torch.optim.Optimizer) -> None:
         if epoch < self.unfreeze_backbone_at_epoch:
