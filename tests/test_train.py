@@ -203,6 +203,47 @@ def test_layer_decay_gives_each_backbone_layer_its_own_rate_slower_towards_the_i
         assert epoch[1:] == pytest.approx([top * 0.5 ** (len(layers) - 1 - i) for i in range(len(layers))])
 
 
+def test_the_pull_toward_pretrained_moves_each_backbone_weight_by_its_rate_times_the_strength(prepared_subset):
+    from types import SimpleNamespace
+
+    from faceage.train.run import PullTowardPretrained
+
+    _, module = transfer_module(prepared_subset, epochs=1)
+    pull = PullTowardPretrained(strength=2.0)
+    pull.on_fit_start(None, module)
+    backbone, head = list(module.backbone.parameters()), list(module.net.head.parameters())
+    started = [w.detach().clone() for w in backbone]
+    head_before = [w.detach().clone() for w in head]
+    with torch.no_grad():
+        for w in backbone:
+            w.add_(0.5)
+    optimizer = torch.optim.SGD([{"params": head, "lr": 0.1}, {"params": backbone[:3], "lr": 0.1},
+                                 {"params": backbone[3:], "lr": 0.05}])  # fmt: skip
+    pull.on_train_batch_end(SimpleNamespace(optimizers=[optimizer]), module, None, None, 0)
+    for i, (w, w0) in enumerate(zip(backbone, started, strict=True)):  # 0.5 × (1 - rate × 2)
+        assert torch.allclose(w - w0, torch.full_like(w, 0.5 * (1 - (0.1 if i < 3 else 0.05) * 2)), atol=1e-6)
+    assert all(torch.equal(w, w0) for w, w0 in zip(head, head_before, strict=True))  # the head has no anchor
+
+
+def test_l2sp_keeps_the_backbone_nearer_its_pretrained_weights(prepared_subset, tmp_path):
+    from faceage.models import get_model_info
+
+    backbone = get_model_info("transfer").build(5).backbone
+    pretrained = {k: v.detach() for k, v in backbone.named_parameters()}  # weights, not BN statistics
+
+    def drift(settings):
+        out = tmp_path / "-".join(settings or ["plain"])
+        train_model(prepared_subset, "transfer", out, epochs=3, limit=32, batch_size=16, progress=False,
+                    recipe_settings=settings)  # fmt: skip
+        state = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+        return sum(float((state[f"net.backbone.{k}"] - v).pow(2).sum()) for k, v in pretrained.items())
+
+    plain, pulled = drift([]), drift(["l2sp=2000"])
+    assert plain > 0 and pulled < 0.5 * plain
+    with pytest.raises(FaceageError, match="l2sp pulls a pretrained backbone"):
+        train_model(prepared_subset, "transfer", tmp_path / "bad", recipe_settings=["l2sp=-1"], progress=False)
+
+
 def test_a_layer_decay_outside_0_to_1_is_refused(prepared_subset, tmp_path):
     with pytest.raises(FaceageError, match=r"layer_decay .* in \(0, 1\]"):
         train_model(prepared_subset, "transfer", tmp_path / "run", recipe_settings=["layer_decay=1.5"],

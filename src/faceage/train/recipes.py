@@ -31,6 +31,9 @@ class Recipe:
     # layer-wise rate decay: below 1, the backbone's last layer learns at the backbone's rate and each earlier one at
     # layer_decay times the next one's (the stem slowest); 1 = one rate for the whole backbone
     layer_decay: float = 1.0
+    # regularisation toward the pretrained weights (L2-SP, decoupled): after each step every backbone weight moves
+    # toward its pretrained value by its rate × l2sp × the distance (faceage.train.run.PullTowardPretrained); 0 = off
+    l2sp: float = 0.0
     sigma: float = 2.0  # "ages" heads: width (years) of the Gaussian soft label
     l1_weight: float = 0.1  # "ages" heads: weight of the L1 loss on the expected age
     ema_decay: float | None = None  # keep an exponential moving average of the weights (validated, saved, exported)

@@ -81,6 +81,33 @@ class ScheduledBackboneFinetuning(BackboneFinetuning):
             group["lr"] = self.previous_backbone_lr * self.layer_decay**depth
 
 
+class PullTowardPretrained(L.Callback):
+    """Regularisation toward the pretrained weights (L2-SP, Li et al. 2018), decoupled from the gradient as AdamW
+    decouples weight decay: after every optimizer step each backbone weight w moves toward its pretrained value w0 by
+    its parameter group's current rate × ``strength`` × (w - w0). The drift a steady gradient can build up then
+    levels off near 1 / ``strength`` per weight, and a frozen weight (w = w0) is left alone. The pretrained values
+    are built afresh from the installed package at the start of every fit (a resumed run too), not saved."""
+
+    def __init__(self, strength: float):
+        self.strength = strength
+        self.anchors: dict[int, torch.Tensor] = {}
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        pretrained = get_model_info(pl_module.hparams.model_name).build(len(pl_module.bins)).backbone
+        self.anchors = {id(weight): start.detach().to(weight.device)
+                        for weight, start in zip(pl_module.backbone.parameters(), pretrained.parameters(),
+                                                 strict=True)}  # fmt: skip
+
+    @torch.no_grad()
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx) -> None:
+        for optimizer in trainer.optimizers:
+            for group in optimizer.param_groups:
+                for weight in group["params"]:
+                    start = self.anchors.get(id(weight))
+                    if start is not None:
+                        weight.sub_(weight - start, alpha=group["lr"] * self.strength)
+
+
 # recipe.backbone_schedule -> whether the unfrozen backbone's rate anneals with the head's
 BACKBONE_SCHEDULES = {"constant": False, "cosine": True}
 
@@ -147,6 +174,10 @@ def train_model(
     if not 0 < recipe.layer_decay <= 1:
         raise FaceageError(f"layer_decay is the factor between the rates of neighbouring backbone layers: a number "
                            f"in (0, 1], 1 for one rate; got {recipe.layer_decay}")  # fmt: skip
+    if recipe.l2sp < 0 or (recipe.l2sp > 0 and recipe.unfreeze_at_epoch is None):
+        raise FaceageError(f"l2sp pulls a pretrained backbone's weights toward where they started: a number of 0 or "
+                           f"more for a model with a backbone (transfer, dlibface, ...), not {recipe.l2sp} for "
+                           f"{model_name}")  # fmt: skip
     if recipe.fds and recipe.mixup > 0:
         raise FaceageError("fds calibrates each face's features by its own age; mixup blends faces of two ages: "
                            "train with one of them (--recipe mixup=0 or fds=false)")  # fmt: skip
@@ -195,6 +226,8 @@ def train_model(
         callbacks.append(_KeepEarlierEpochs(out / "metrics.csv", last))
     if recipe.unfreeze_at_epoch is not None:
         callbacks.append(backbone_finetuning(recipe))
+    if recipe.l2sp > 0:  # before the weight averaging, which then averages the pulled weights
+        callbacks.append(PullTowardPretrained(recipe.l2sp))
     if recipe.ema_decay is not None:
         from torch.optim.swa_utils import get_ema_multi_avg_fn
 
