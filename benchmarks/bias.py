@@ -15,7 +15,9 @@ power TAU (smoothed as faceage.train.module.age_weights smooths it for `reweight
 inference-time form of a balanced softmax (logit adjustment, Menon et al. 2021; the categorical counterpart of
 Balanced MSE, Ren et al. 2022), which no file can store; each with no correction, the median offset and the mapping
 from MAPPING_FROM_AGE. `--young` adds the mapping at both ends: from MAPPING_FROM_AGE up and below 20, 25 or 30
-years (the median offset between). Writes benchmarks/results/SECTION.md and the README's SECTION section
+years (the median offset between). `--median` adds rows for the distribution's median instead of its mean as the
+estimate (the correction fitted on the medians; the minimiser of the expected absolute error, were the distribution
+calibrated). Writes benchmarks/results/SECTION.md and the README's SECTION section
 (`--section`, default bias; `--no-readme`: the results file only).
 """
 
@@ -29,7 +31,7 @@ import numpy as np
 import readme
 from faceage.bins import AgeBins
 from faceage.data.prepared import PreparedData
-from faceage.distribution import AgeMap, expected_age, head_estimates
+from faceage.distribution import AgeMap, age_quantile, expected_age, head_estimates
 from faceage.metrics import age_bands, band_label
 from faceage.train.module import age_weights
 from faceage.train.offset import MAPPING_FROM_AGE, fit_quantile_mapping, validation_probabilities
@@ -40,17 +42,24 @@ ROOT = Path(__file__).resolve().parents[1]
 STRENGTHS = (0.5, 1.0)
 
 
-def cross_fitted(truth: np.ndarray, probs: np.ndarray, fit, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Estimates and bin probabilities of each half of the faces through the AgeMap ``fit(truth, estimate)`` makes
-    from the other half (None: no correction)."""
+def median_age(probs: np.ndarray, age_map: AgeMap | None = None) -> np.ndarray:
+    """The distribution's median carried through ``age_map`` (a monotone map keeps the median the median)."""
+    median = age_quantile(probs, 0.5)
+    return median if age_map is None else np.maximum(age_map.forward(median), 0.0)
+
+
+def cross_fitted(truth: np.ndarray, probs: np.ndarray, fit, seed: int = 0,
+                 point=expected_age) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Estimates (``point(probs, age_map)``: the mean, as the estimator gives) and bin probabilities of each half of
+    the faces through the AgeMap ``fit(truth, estimate)`` makes from the other half (None: no correction)."""
     order = np.random.default_rng(seed).permutation(len(truth))
     halves = order[: len(order) // 2], order[len(order) // 2 :]
     ages, bins = np.zeros(len(truth)), np.zeros((len(truth), len(AgeBins.default())))
-    raw = expected_age(probs)
+    raw = point(probs)
     for fitting, applied in (halves, halves[::-1]):
-        found = head_estimates(probs[applied], AgeBins.default(), predicts_ages=True,
-                               age_map=fit(truth[fitting], raw[fitting]))  # fmt: skip
-        ages[applied], bins[applied] = found.ages, found.bin_probs
+        age_map = fit(truth[fitting], raw[fitting])
+        found = head_estimates(probs[applied], AgeBins.default(), predicts_ages=True, age_map=age_map)
+        ages[applied], bins[applied] = point(probs[applied], age_map), found.bin_probs
     return ages, bins
 
 
@@ -117,6 +126,7 @@ def main() -> None:
         action="store_true",
         help="also the quantile mapping at the young end (below 20, 25 and 30 years) besides the old",
     )
+    parser.add_argument("--median", action="store_true", help="also the distribution's median as the estimate")
     parser.add_argument("--no-readme", action="store_true", help="write the results file only")
     args = parser.parse_args()
     models = args.model or ["default"]
@@ -135,6 +145,9 @@ def main() -> None:
         name = Path(model).stem if str(model).endswith(".onnx") else f"`{model}`"
         for label, fit in {**CORRECTIONS, **(YOUNG if args.young else {})}.items():
             lines.append(row(f"{name}, {label}", truth, *cross_fitted(truth, probs, fit)))
+        for label in SHORT_LIST if args.median else ():
+            lines.append(row(f"{name} median, {label}", truth,
+                             *cross_fitted(truth, probs, CORRECTIONS[label], point=median_age)))  # fmt: skip
         for tau in args.balanced:
             reweighted = balanced(probs, train_ages, tau)
             for label in SHORT_LIST:
