@@ -84,9 +84,10 @@ class ScheduledBackboneFinetuning(BackboneFinetuning):
 class PullTowardPretrained(L.Callback):
     """Regularisation toward the pretrained weights (L2-SP, Li et al. 2018), decoupled from the gradient as AdamW
     decouples weight decay: after every optimizer step each backbone weight w moves toward its pretrained value w0 by
-    its parameter group's current rate × ``strength`` × (w - w0). The drift a steady gradient can build up then
-    levels off near 1 / ``strength`` per weight, and a frozen weight (w = w0) is left alone. The pretrained values
-    are built afresh from the installed package at the start of every fit (a resumed run too), not saved."""
+    its parameter group's current rate × ``strength`` × (w - w0). Adam's steps being about the rate, the drift a
+    steady gradient can build up levels off near 1 / ``strength`` per weight; a frozen weight (w = w0) is left alone.
+    The pretrained values are built afresh from the installed package at the start of every fit (a resumed run too),
+    not saved."""
 
     def __init__(self, strength: float):
         self.strength = strength
