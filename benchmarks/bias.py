@@ -43,9 +43,8 @@ STRENGTHS = (0.5, 1.0)
 
 
 def median_age(probs: np.ndarray, age_map: AgeMap | None = None) -> np.ndarray:
-    """The distribution's median carried through ``age_map`` (a monotone map keeps the median the median)."""
-    median = age_quantile(probs, 0.5)
-    return median if age_map is None else np.maximum(age_map.forward(median), 0.0)
+    """The distribution's median carried through ``age_map``."""
+    return age_quantile(probs, 0.5, age_map)
 
 
 def cross_fitted(truth: np.ndarray, probs: np.ndarray, fit, seed: int = 0,

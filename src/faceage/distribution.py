@@ -80,9 +80,10 @@ def expected_age(probs: np.ndarray, age_map: AgeMap | None = None) -> np.ndarray
     return np.maximum(probs @ age_map.year_means(probs.shape[-1]), 0.0)
 
 
-def age_quantile(probs: np.ndarray, q: float) -> np.ndarray:
-    """Age below which a share ``q`` of the mass lies; the mass of year a is spread over [a - 0.5, a + 0.5), the same
-    convention as the expected value (a distribution all on year 30 has mean 30 and 80% interval 29.6-30.4)."""
+def age_quantile(probs: np.ndarray, q: float, age_map: AgeMap | None = None) -> np.ndarray:
+    """Age below which a share ``q`` of the mass lies, carried through ``age_map`` (a monotone map keeps a quantile
+    the same quantile; never below 0); the mass of year a is spread over [a - 0.5, a + 0.5), the same convention as
+    the expected value (a distribution all on year 30 has mean 30 and 80% interval 29.6-30.4)."""
     probs = np.asarray(probs, dtype=np.float64)
     probs = probs / np.maximum(probs.sum(axis=-1, keepdims=True), 1e-12)
     cdf = np.cumsum(probs, axis=-1)
@@ -91,15 +92,15 @@ def age_quantile(probs: np.ndarray, q: float) -> np.ndarray:
     below = np.where(index > 0, previous, 0.0)
     mass = np.take_along_axis(probs, index[..., None], -1)[..., 0]
     fraction = np.clip((q - below) / np.maximum(mass, 1e-12), 0.0, 1.0)
-    return np.maximum(index + fraction - 0.5, 0.0)
+    quantile = np.maximum(index + fraction - 0.5, 0.0)
+    return quantile if age_map is None else np.maximum(age_map.forward(quantile), 0.0)
 
 
 def age_interval(probs: np.ndarray, coverage: float = 0.8,
                  age_map: AgeMap | None = None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """The central ``coverage`` interval of the distribution carried through ``age_map`` (never below 0)."""
     tail = (1.0 - coverage) / 2
-    quantiles = [age_quantile(probs, q) for q in (tail, 1.0 - tail)]
-    return tuple(quantiles if age_map is None else (np.maximum(age_map.forward(q), 0.0) for q in quantiles))
+    return age_quantile(probs, tail, age_map), age_quantile(probs, 1.0 - tail, age_map)
 
 
 @dataclass(frozen=True)
