@@ -76,9 +76,9 @@ def test_folder_evaluation_counts_are_consistent(folder_evaluation):
     inside = ((ok["age_low"] <= ok["age"]) & (ok["age"] <= ok["age_high"])).mean()
     assert m["headline"]["interval_coverage"] == pytest.approx(inside)
     # The shipped model's 80% interval on ~95 real labelled photos. They are every 64th file of the archive, so about
-    # 70% of them are faces the model was trained on, where it is closer than on new faces (it covers 83% of the val
-    # split, model card): a share well above 80% is expected here, but the interval must neither miss most faces nor
-    # say nothing (cover every face by being years wide).
+    # 70% of them are faces the model was trained on, where it is closer than on new faces (its coverage of the val
+    # split is in the model card): a share well above 80% is expected here, but the interval must neither miss most
+    # faces nor say nothing (cover every face by being years wide).
     assert 0.6 <= inside < 1.0
     assert 3 <= (ok["age_high"] - ok["age_low"]).median() <= 15
     assert json.loads(folder_evaluation.metrics_path.read_text())["counts"] == counts
