@@ -353,6 +353,31 @@ def test_mixup_blends_faces_targets_and_ages(prepared_subset, tmp_path):
     assert result.summary["recipe"]["mixup"] == 0.4 and result.summary["val_mae"] > 0
 
 
+def test_bin_weight_adds_a_cross_entropy_on_the_bins_mass(prepared_subset, tmp_path):
+    spec, bin_ages = "0-20,21-26,27-35,36-50,51+", [10, 23, 30, 42, 60]
+    plain = AgeModule("transfer", spec, {}, "ages", {}, bin_ages)
+    weighted = AgeModule("transfer", spec, {}, "ages", {"bin_weight": 0.5}, bin_ages)
+    torch.manual_seed(0)
+    logits = torch.randn(3, 101, requires_grad=True)
+    ages, bins = torch.tensor([20.0, 21.0, 64.0]), torch.tensor([0, 1, 4])
+    mass = torch.stack([torch.softmax(logits, dim=1)[i, low : high + 1].sum()
+                        for i, (low, high) in enumerate([(0, 20), (21, 26), (51, 100)])])  # fmt: skip
+    expected = plain.loss(logits, ages, bins) - 0.5 * mass.log().mean()
+    torch.testing.assert_close(weighted.loss(logits, ages, bins), expected)
+    # the term's gradient moves the 20-year-old's mass from 21 (the next bin) to 20, its own bin
+    (gradient,) = torch.autograd.grad(weighted.loss(logits, ages, bins) - plain.loss(logits, ages, bins), logits)
+    assert gradient[0, 20] < 0 < gradient[0, 21]
+    with pytest.raises(FaceageError, match="bin_weight.*predicts the bins already"):
+        train_model(prepared_subset, "cnn1", tmp_path / "bins", epochs=1, limit=16, progress=False,
+                    recipe_settings=["bin_weight=0.5"])  # fmt: skip
+    with pytest.raises(FaceageError, match="mixup"):
+        train_model(prepared_subset, "transfer", tmp_path / "mixup", epochs=1, limit=16, progress=False,
+                    recipe_settings=["bin_weight=0.5", "mixup=0.2"])  # fmt: skip
+    with pytest.raises(FaceageError, match="0 or more"):
+        train_model(prepared_subset, "transfer", tmp_path / "negative", epochs=1, limit=16, progress=False,
+                    recipe_settings=["bin_weight=-1"])  # fmt: skip
+
+
 def test_rare_ages_weigh_more_under_label_distribution_smoothing():
     import numpy as np
 

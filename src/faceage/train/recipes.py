@@ -36,6 +36,9 @@ class Recipe:
     l2sp: float = 0.0
     sigma: float = 2.0  # "ages" heads: width (years) of the Gaussian soft label
     l1_weight: float = 0.1  # "ages" heads: weight of the L1 loss on the expected age
+    # "ages" heads: weight of a cross-entropy on the bins' mass (the five-bin answer: the bin with the most mass)
+    # beside the age loss, against the true age's bin; 0 = off
+    bin_weight: float = 0.0
     ema_decay: float | None = None  # keep an exponential moving average of the weights (validated, saved, exported)
     distill_weight: float = 0.5  # with a teacher (faceage train --teacher): its share of the soft target
     mixup: float = 0.0  # "ages" heads: mixup (Beta(a, a) weights) of faces and their soft labels; 0 = off

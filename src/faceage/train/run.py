@@ -182,6 +182,14 @@ def train_model(
     if recipe.fds and recipe.mixup > 0:
         raise FaceageError("fds calibrates each face's features by its own age; mixup blends faces of two ages: "
                            "train with one of them (--recipe mixup=0 or fds=false)")  # fmt: skip
+    if recipe.bin_weight < 0 or (recipe.bin_weight > 0 and not info.predicts_ages):
+        already = "" if info.predicts_ages else " (it predicts the bins already, with cross-entropy)"
+        raise FaceageError(f"bin_weight weighs a cross-entropy on the bins' mass of an age distribution: a number of "
+                           f"0 or more for a model that predicts ages, not {recipe.bin_weight} for {model_name}"
+                           f"{already}")  # fmt: skip
+    if recipe.bin_weight > 0 and recipe.mixup > 0:
+        raise FaceageError("bin_weight scores each face's bin; mixup blends faces of two ages and bins: train with "
+                           "one of them (--recipe mixup=0 or bin_weight=0)")  # fmt: skip
     refit = check_fit_on(fit_on) == "train+val"
     if refit and epochs is None:
         raise FaceageError("training on train+val leaves no validation faces to stop on: give --epochs N, the best "
