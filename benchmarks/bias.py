@@ -180,13 +180,14 @@ def main() -> None:
                 *table_head(truth),
             ]
         name = Path(model).stem if str(model).endswith(".onnx") else f"`{model}`"
-        for label, fit in {**CORRECTIONS, **(YOUNG if args.young else {})}.items():
-            lines.append(row(f"{name}, {label}", truth, *cross_fitted(truth, probs, fit)))
+        corrected = {label: cross_fitted(truth, probs, fit)
+                     for label, fit in {**CORRECTIONS, **(YOUNG if args.young else {})}.items()}  # fmt: skip
+        lines += [row(f"{name}, {label}", truth, *found) for label, found in corrected.items()]
         for label in SHORT_LIST if args.median else ():
             lines.append(row(f"{name} median, {label}", truth,
                              *cross_fitted(truth, probs, CORRECTIONS[label], point=median_age)))  # fmt: skip
         for label in SHORT_LIST if args.bin_biases else ():
-            ages, bin_probs = cross_fitted(truth, probs, CORRECTIONS[label])
+            ages, bin_probs = corrected[label]
             lines.append(row(f"{name}, {label}, bin biases", truth, ages, cross_fitted_bin_biases(truth, bin_probs)))
         for tau in args.balanced:
             reweighted = balanced(probs, train_ages, tau)

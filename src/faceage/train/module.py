@@ -150,11 +150,12 @@ class AgeModule(L.LightningModule):
             return F.cross_entropy(logits, bins)
         soft = self.soft_target(ages, teacher) if target is None else target
         log_probs = F.log_softmax(logits, dim=1)
-        expected = log_probs.exp() @ self.ages
+        probs = log_probs.exp()
+        expected = probs @ self.ages
         per_face = -(soft * log_probs).sum(dim=1) + self.hparams.l1_weight * (expected - ages).abs()
         bin_weight = self.hparams.recipe.get("bin_weight", 0.0)
         if bin_weight > 0:  # the bins' mass, the five-bin answer, pulled toward the true age's bin
-            bin_mass = log_probs.exp() @ self.age_to_bin
+            bin_mass = probs @ self.age_to_bin
             per_face = per_face - bin_weight * bin_mass.gather(1, bins[:, None]).squeeze(1).clamp_min(1e-8).log()
         weights = self.age_weights[ages.round().long().clamp(0, MAX_AGE_CLASS)]
         return (weights * per_face).sum() / weights.sum()
