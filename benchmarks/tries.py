@@ -3,7 +3,8 @@ summary.json), their recipe changes and their validation figures. Selection read
 
     .venv/bin/python benchmarks/tries.py [--runs runs/try]
 
-For each run: the model, what its recipe changes from the model's default (`faceage.train.recipes`), the epochs run,
+For each run: the model, what its recipe changes from the model's default (`faceage.train.recipes`) and the size of
+its aligned crops when it is not the model's own, the epochs run,
 the best validation MAE (flip averaging, as training validates) and its epoch, the five-bin validation accuracy at that
 epoch, and the training minutes when the run finished ("≥ N" when a session cut off before the clock was kept in the
 checkpoints lost its minutes: `train_minutes_complete` false in the summary). Runs stopped early have no summary;
@@ -20,16 +21,20 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from faceage.detect.align import DEFAULT_CROP_SIZE
+from faceage.models import get_model_info
 from faceage.train.recipes import Recipe, recipe_for
 from readme import publish
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def changes(model: str, recipe: dict, seed: int, teacher: dict | None) -> str:
+def changes(model: str, recipe: dict, seed: int, teacher: dict | None, aligned_size: int) -> str:
     default = recipe_for(model).__dict__
     used = {**Recipe().__dict__, **recipe}  # a field newer than the run: the run behaved as its class default
     changed = [f"{key}={value}" for key, value in used.items() if key in default and default[key] != value]
+    own_size = get_model_info(model).preprocessing.aligned_size
+    changed += [f"{aligned_size} px crops (`prepare --crop-size`)"] if aligned_size != own_size else []
     changed += [f"seed {seed}"] if seed else []
     changed += [f"taught by `{teacher['name']}`"] if teacher else []  # recorded in the summary of a finished run
     return ", ".join(changed) or "default recipe"
@@ -52,7 +57,8 @@ def main() -> None:
         minutes = summary.get("train_minutes")
         at_least = "" if summary.get("train_minutes_complete", True) else "≥ "
         minutes_text = "-" if minutes is None else f"{at_least}{minutes:.1f}"
-        changed = changes(model, hparams["recipe"], summary.get("seed", 0), summary.get("teacher"))
+        aligned_size = hparams["preprocessing"].get("aligned_size", DEFAULT_CROP_SIZE)
+        changed = changes(model, hparams["recipe"], summary.get("seed", 0), summary.get("teacher"), aligned_size)
         lines.append(
             f"| `{run.name}` | `{model}` | {changed} | "
             f"{int(metrics['epoch'].max()) + 1}{'' if summary else ' (stopped)'} | {best['val_mae']:.2f} "

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import onnx
@@ -144,6 +145,27 @@ def test_area_resampling_is_opencvs_area_resize_and_refuses_what_it_cannot_make(
         area_resampling(TRANSFER_INPUT, DLIB_FACE_INPUT, "y")
     with pytest.raises(FaceageError, match="normalisation"):
         area_resampling(DLIB_FACE_INPUT, Preprocessing(input_size=64, crop_fraction=0.5), "y")
+
+
+def test_a_crop_of_another_size_is_first_brought_to_the_models_aligned_size(utk_faces):
+    """Data prepared at another --crop-size: the model sees its own resolution, the geometry being the same."""
+    import cv2
+
+    from faceage.models.dlib_face import DLIB_FACE_INPUT
+
+    photo = cv2.cvtColor(cv2.imread(str(utk_faces[0][0])), cv2.COLOR_BGR2RGB)
+    large = cv2.resize(photo, (220, 220), interpolation=cv2.INTER_AREA)
+    own = cv2.resize(large, (160, 160), interpolation=cv2.INTER_AREA)
+    assert DLIB_FACE_INPUT.aligned_size == 160
+    assert np.array_equal(DLIB_FACE_INPUT.resize(large), DLIB_FACE_INPUT.resize(own))
+    sharp = replace(DLIB_FACE_INPUT, aligned_size=220)
+    native = large[57:207, 35:185]  # 68.3% of 220 px (centred at 60% of the height) is the 150 px input, as it is
+    assert np.array_equal(sharp.resize(large), native)
+    # the 160 px model's input is the 109 px region enlarged: blurrier than the 220 px model's
+    detail = [np.abs(np.diff(x.astype(float), axis=1)).mean() for x in (DLIB_FACE_INPUT.resize(large), native)]
+    assert detail[0] < detail[1]
+    smaller = sharp.resize(own)  # a smaller crop is enlarged to the aligned size first
+    assert smaller.shape == native.shape and np.abs(smaller.astype(float) - native).mean() < 12
 
 
 @pytest.mark.slow

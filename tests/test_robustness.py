@@ -53,6 +53,16 @@ def test_a_face_already_smaller_than_the_eye_distance_is_left_as_it_is(face):
     assert np.array_equal(crops["clean"], crops["eyes24"])
 
 
+def test_faces_are_aligned_at_the_size_asked_with_the_same_geometry(face):
+    import cv2
+
+    rgb, landmarks = face
+    large = perturbed_crops(rgb, landmarks, 0, ["clean", "sepia"], size=220)
+    assert all(crop.shape == (220, 220, 3) for crop in large.values())
+    shrunk = cv2.resize(large["clean"], (160, 160), interpolation=cv2.INTER_AREA).astype(float)
+    assert np.abs(shrunk - perturbed_crops(rgb, landmarks, 0, ["clean"])["clean"]).mean() < 3
+
+
 def test_an_unknown_perturbation_is_refused(face):
     with pytest.raises(FaceageError, match="no perturbation named 'fog'.*grayscale"):
         perturbed_crops(*face, 0, ["fog"])

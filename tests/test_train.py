@@ -545,3 +545,27 @@ def test_feature_distribution_smoothing_trains_resumes_and_stays_out_of_evaluati
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(module.probabilities(x, flip=False), torch.softmax(module.net(x), dim=1))
+
+
+def test_a_run_on_crops_of_another_size_learns_and_predicts_at_that_size(utk_subset, photos, tmp_path):
+    """faceage prepare --crop-size: the run records the folder's crop size, and its exported model aligns faces of a
+    photo at that size (the resolution it learnt from)."""
+    import cv2
+
+    from faceage.data.prepared import PreparedData
+    from faceage.infer import AgeEstimator
+    from faceage.prepare import PrepareConfig, prepare
+    from faceage.train.export import export_onnx
+
+    data = tmp_path / "crops96"
+    prepare([utk_subset], data, workers=2, config=PrepareConfig(crop_size=96))
+    prepared = PreparedData.open(data)
+    assert prepared.crop_size == 96
+    assert cv2.imread(prepared.crop_path(prepared.usable["crop"].iloc[0])).shape == (96, 96, 3)
+    result = train_model(data, "transfer", tmp_path / "run", epochs=1, limit=16, progress=False)
+    assert result.summary["preprocessing"]["aligned_size"] == 96
+    export_onnx(tmp_path / "run", tmp_path / "run.onnx")
+    estimator = AgeEstimator(tmp_path / "run.onnx")
+    assert estimator.preprocessing.aligned_size == 96
+    (face,) = estimator.predict(photos / "portrait-paul_rudd.jpg")[:1]
+    assert 0 <= face.age <= 100

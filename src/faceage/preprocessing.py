@@ -46,8 +46,16 @@ class Preprocessing:
         return cls(**known)
 
     def resize(self, aligned: np.ndarray) -> np.ndarray:
-        """uint8 H×W×3 aligned crop → uint8 input_size×input_size×3."""
+        """uint8 H×W×3 aligned crop → uint8 input_size×input_size×3.
+
+        A crop of another side than ``aligned_size`` (data prepared at another ``--crop-size``) is first resampled to
+        ``aligned_size``: the geometry is the same at every size, and the model then sees the detail it learnt from
+        (a model of 160 px crops given 220 px ones is not handed sharper faces than it was trained on)."""
         side = aligned.shape[0]
+        if side != self.aligned_size:
+            shrink = cv2.INTER_AREA if side > self.aligned_size else cv2.INTER_LINEAR
+            aligned = cv2.resize(aligned, (self.aligned_size, self.aligned_size), interpolation=shrink)
+            side = self.aligned_size
         keep = int(round(side * self.crop_fraction))
         left = (side - keep) // 2
         top = min(max(int(round(side * self.center_y - keep / 2)), 0), side - keep)

@@ -17,6 +17,7 @@ import pandas as pd
 from faceage.bins import AgeBins
 from faceage.data.manifest import load_manifest, load_meta
 from faceage.data.split import hash_unit
+from faceage.detect.align import DEFAULT_CROP_SIZE
 from faceage.errors import FaceageError
 
 SPLITS = ("train", "val", "test")
@@ -50,6 +51,11 @@ class PreparedData:
     @property
     def fractions(self) -> tuple[float, float, float]:
         return tuple(self.meta.get("fractions", DEFAULT_FRACTIONS))
+
+    @property
+    def crop_size(self) -> int:
+        """Side of the folder's aligned crops in pixels (``faceage prepare --crop-size``)."""
+        return int(self.meta.get("crop", {}).get("crop_size", DEFAULT_CROP_SIZE))
 
     @property
     def seed(self) -> int:

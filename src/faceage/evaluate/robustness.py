@@ -29,7 +29,7 @@ import numpy as np
 from PIL import Image
 
 from faceage.data.prepared import PreparedData
-from faceage.detect.align import align_face
+from faceage.detect.align import DEFAULT_CROP_SIZE, align_face
 from faceage.errors import FaceageError
 from faceage.infer.estimator import AgeEstimator
 
@@ -96,8 +96,9 @@ def _perturbations() -> dict[str, Callable[[np.ndarray, np.ndarray, int], tuple]
 PERTURBATIONS = ("clean", "grayscale", "sepia", "grain", "jpeg20", "blur", *(f"eyes{e}" for e in EYE_DISTANCES))
 
 
-def perturbed_crops(rgb: np.ndarray, landmarks, seed: int, names: Iterable[str] = PERTURBATIONS) -> dict:
-    """The aligned crop of one face under each named perturbation of its photo (name → 160×160 RGB crop)."""
+def perturbed_crops(rgb: np.ndarray, landmarks, seed: int, names: Iterable[str] = PERTURBATIONS,
+                    size: int = DEFAULT_CROP_SIZE) -> dict:  # fmt: skip
+    """The aligned crop of one face under each named perturbation of its photo (name → size×size RGB crop)."""
     table = _perturbations()
     points = np.asarray(landmarks, dtype=np.float64).reshape(5, 2)
     crops = {}
@@ -105,7 +106,7 @@ def perturbed_crops(rgb: np.ndarray, landmarks, seed: int, names: Iterable[str] 
         if name not in table:
             raise FaceageError(f"no perturbation named '{name}'; choose from {', '.join(PERTURBATIONS)}")
         image, moved = table[name](np.ascontiguousarray(rgb), points, seed)
-        crops[name] = align_face(np.ascontiguousarray(image), moved).image
+        crops[name] = align_face(np.ascontiguousarray(image), moved, size=size).image
     return crops
 
 
@@ -121,6 +122,7 @@ class PeerNetwork:
         self.session = open_session(cydral_onnx_path(), threads=threads)
         self.input = self.session.get_inputs()[0].name
         self.ages, self.preprocessing = CYDRAL_AGES, TRANSFER_INPUT
+        self.aligned_size = TRANSFER_INPUT.aligned_size
 
     def ages_of(self, crops: list[np.ndarray]) -> np.ndarray:
         x = self.preprocessing.normalize(np.stack([self.preprocessing.resize(c) for c in crops]))
@@ -133,6 +135,7 @@ class EstimatorAges:
 
     def __init__(self, name: str, model: str | Path, threads: int = 2):
         self.name, self.estimator = name, AgeEstimator(model, threads=threads)
+        self.aligned_size = self.estimator.preprocessing.aligned_size
 
     def ages_of(self, crops: list[np.ndarray]) -> np.ndarray:
         return np.array([faces[0].age for faces in self.estimator.predict_batch(crops, cropped=True)])
@@ -170,9 +173,11 @@ def robustness(
 ) -> Robustness:
     """MAE of each judge (:class:`EstimatorAges`, :class:`PeerNetwork`) on the faces of ``split`` under each
     perturbation; ``limit`` takes that many faces, a fixed random sample (seed 0; the first by key would be ages
-    starting with the digit 1)."""
+    starting with the digit 1). The faces are aligned at the largest aligned size among the judges; a judge of
+    smaller crops resamples them to its own (:meth:`faceage.preprocessing.Preprocessing.resize`)."""
     data = PreparedData.of(data)
     names = list(names)
+    size = max(getattr(judge, "aligned_size", DEFAULT_CROP_SIZE) for judge in judges)
     rows = data.split(split).sort_values("key")
     if limit is not None:
         rows = rows.sample(min(limit, len(rows)), random_state=0) if limit > 0 else rows.head(0)
@@ -195,7 +200,7 @@ def robustness(
         row = rows.loc[key]
         rgb = np.asarray(Image.open(io.BytesIO(original)).convert("RGB"))
         seed = int(row["sha1"][:8], 16)
-        pending.append((float(row["age"]), perturbed_crops(rgb, row["landmarks"], seed, names)))
+        pending.append((float(row["age"]), perturbed_crops(rgb, row["landmarks"], seed, names, size)))
         truth.append(float(row["age"]))
         if len(pending) == BATCH:
             flush()

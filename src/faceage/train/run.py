@@ -194,11 +194,12 @@ def train_model(
     if refit and epochs is None:
         raise FaceageError("training on train+val leaves no validation faces to stop on: give --epochs N, the best "
                            "epoch of train-only runs of this recipe (see their summary.json)")  # fmt: skip
-    preprocessing = info.preprocessing if recipe.crop_fraction is None else replace(
-        info.preprocessing, crop_fraction=recipe.crop_fraction
-    )  # fmt: skip
-    teacher_model = Teacher(teacher, preprocessing) if teacher is not None else None
     data = PreparedData.open(data_dir)
+    # the model is trained on, and at prediction time aligns faces to, the folder's crop size (its resolution: the
+    # crop's geometry is the same at every size)
+    crop_fraction = info.preprocessing.crop_fraction if recipe.crop_fraction is None else recipe.crop_fraction
+    preprocessing = replace(info.preprocessing, crop_fraction=crop_fraction, aligned_size=data.crop_size)
+    teacher_model = Teacher(teacher, preprocessing) if teacher is not None else None
     bins = data.bins
     last = out / "checkpoints" / "last.ckpt"
     if resume and not last.is_file():
