@@ -13,6 +13,12 @@ import numpy as np
 from faceage.errors import FaceageError
 
 
+def resize_square(image: np.ndarray, size: int) -> np.ndarray:
+    """``image`` resized to size×size: area averaging when it shrinks, bilinear when it grows."""
+    interpolation = cv2.INTER_AREA if min(image.shape[:2]) > size else cv2.INTER_LINEAR
+    return cv2.resize(image, (size, size), interpolation=interpolation)
+
+
 @dataclass(frozen=True)
 class Preprocessing:
     """Crop a square of ``crop_fraction`` of the aligned crop's side, centred horizontally and at ``center_y`` (a
@@ -51,17 +57,14 @@ class Preprocessing:
         A crop of another side than ``aligned_size`` (data prepared at another ``--crop-size``) is first resampled to
         ``aligned_size``: the geometry is the same at every size, and the model then sees the detail it learnt from
         (a model of 160 px crops given 220 px ones is not handed sharper faces than it was trained on)."""
-        side = aligned.shape[0]
-        if side != self.aligned_size:
-            shrink = cv2.INTER_AREA if side > self.aligned_size else cv2.INTER_LINEAR
-            aligned = cv2.resize(aligned, (self.aligned_size, self.aligned_size), interpolation=shrink)
-            side = self.aligned_size
+        if aligned.shape[0] != self.aligned_size:
+            aligned = resize_square(aligned, self.aligned_size)
+        side = self.aligned_size
         keep = int(round(side * self.crop_fraction))
         left = (side - keep) // 2
         top = min(max(int(round(side * self.center_y - keep / 2)), 0), side - keep)
         centre = aligned[top : top + keep, left : left + keep]
-        interpolation = cv2.INTER_AREA if keep > self.input_size else cv2.INTER_LINEAR
-        return cv2.resize(centre, (self.input_size, self.input_size), interpolation=interpolation)
+        return resize_square(centre, self.input_size)
 
     def normalize(self, batch_uint8: np.ndarray) -> np.ndarray:
         """N×H×W×3 uint8 → N×3×H×W float32."""

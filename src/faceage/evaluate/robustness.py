@@ -177,7 +177,7 @@ def robustness(
     smaller crops resamples them to its own (:meth:`faceage.preprocessing.Preprocessing.resize`)."""
     data = PreparedData.of(data)
     names = list(names)
-    size = max(getattr(judge, "aligned_size", DEFAULT_CROP_SIZE) for judge in judges)
+    size = max(judge.aligned_size for judge in judges)
     rows = data.split(split).sort_values("key")
     if limit is not None:
         rows = rows.sample(min(limit, len(rows)), random_state=0) if limit > 0 else rows.head(0)

@@ -13,7 +13,6 @@ import copy
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from faceage.bins import AgeBins
@@ -23,6 +22,7 @@ from faceage.errors import FaceageError
 from faceage.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, load_rgb
 from faceage.machine import resolve_threads
 from faceage.onnxfile import open_model
+from faceage.preprocessing import resize_square
 from faceage.weights import model_path
 
 
@@ -156,9 +156,7 @@ class AgeEstimator:
         """A pre-cropped face: the whole image is the face, resized to the aligned size."""
         height, width = rgb.shape[:2]
         size = self.preprocessing.aligned_size
-        aligned = cv2.resize(
-            rgb, (size, size), interpolation=cv2.INTER_AREA if min(height, width) > size else cv2.INTER_LINEAR
-        )
+        aligned = resize_square(rgb, size)
         return [Detection((0.0, 0.0, float(width), float(height)), (), 1.0)], [aligned]
 
     def estimate_aligned(self, aligned_crops: list[np.ndarray]) -> np.ndarray:
